@@ -1,0 +1,104 @@
+"""`switchboard acceptor`: config → broker → the incoming-call handler → health server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from prometheus_client import REGISTRY
+
+from services.acceptor.acceptor import AgentResolver, CallAcceptor
+from shared import metrics
+from shared.agents import default_agent
+from shared.calls import IncomingCall
+from shared.events import CallEventPublisher
+from shared.openai_client import call_control_client
+from shared.ops import HttpServer, ops_app
+from shared.service import run
+from shared.settings import Settings
+from shared.streams import (
+    ACCEPTOR_CONSUMER,
+    CALL_CLAIMS_BUCKET,
+    INCOMING_CALL_SUBJECT,
+    WEBHOOKS_STREAM,
+    declare_topology,
+)
+
+log = logging.getLogger(__name__)
+
+# Accepts are short: run many at once so one slow accept does not hold up the next call.
+CONCURRENT_ACCEPTS = 64
+
+
+class Acceptor:
+    name = "acceptor"
+
+    def __init__(self, settings: Settings, metrics_port: int, host: str = "0.0.0.0") -> None:
+        self.settings = settings
+        self.acceptor_id = f"{socket.gethostname()}-{os.getpid()}"
+        self.broker = NatsBroker(
+            settings.nats_servers,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            middlewares=[NatsPrometheusMiddleware(registry=REGISTRY, app_name="acceptor")],
+            logger=None,
+        )
+        self._acceptor: CallAcceptor | None = None
+        self._draining = False
+        self.broker.subscriber(
+            INCOMING_CALL_SUBJECT,
+            stream=JStream(WEBHOOKS_STREAM, declare=False),
+            durable=ACCEPTOR_CONSUMER,
+            pull_sub=PullSub(batch_size=CONCURRENT_ACCEPTS, timeout=1.0),
+            max_workers=CONCURRENT_ACCEPTS,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title="incoming-calls",
+            description="Verified realtime.call.incoming webhooks, one per webhook-id",
+        )(self.on_incoming_call)
+        self.http = HttpServer(ops_app(self.is_ready), host, metrics_port)
+
+    async def on_incoming_call(self, call: IncomingCall) -> None:
+        assert self._acceptor is not None
+        await self._acceptor.handle(call)
+
+    def is_ready(self) -> bool:
+        connection = self.broker._connection
+        ready = not self._draining and connection is not None and connection.is_connected
+        metrics.READY.set(ready)
+        return ready
+
+    async def start(self) -> None:
+        await self.http.start()
+        nc = await self.broker.connect()
+        js = nc.jetstream()
+        await declare_topology(
+            js,
+            replicas=self.settings.nats_replicas,
+            session_ack_wait_s=self.settings.session_ack_wait_s,
+        )
+        self._acceptor = CallAcceptor(
+            js=js,
+            claims=await js.key_value(CALL_CLAIMS_BUCKET),
+            events=CallEventPublisher(js),
+            openai_client=call_control_client(self.settings),
+            resolve_agent=AgentResolver(default_agent(self.settings)),
+            deadline_s=self.settings.accept_deadline_s,
+            acceptor_id=self.acceptor_id,
+        )
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        self._draining = True
+        metrics.DRAINING.set(1)
+        await self.broker.stop()  # stops fetching, lets running accepts finish
+        await self.http.stop()
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = Settings()
+    return run(Acceptor(settings, args.metrics_port), settings)

@@ -1,0 +1,47 @@
+"""`switchboard session`: config → NATS → the job loop → health server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+from services.session.worker import SessionWorker
+from shared import metrics
+from shared.ops import HttpServer, ops_app
+from shared.service import run
+from shared.settings import Settings
+
+
+class SessionService:
+    name = "session"
+
+    def __init__(
+        self, settings: Settings, capacity: int, worker_id: str, metrics_port: int,
+        host: str = "0.0.0.0",
+    ) -> None:  # fmt: skip
+        self.worker = SessionWorker(settings, capacity, worker_id)
+        self.http = HttpServer(ops_app(self.is_ready), host, metrics_port)
+
+    def is_ready(self) -> bool:
+        ready = not self.worker.draining and self.worker.is_connected()
+        metrics.READY.set(ready)
+        return ready
+
+    async def start(self) -> None:
+        await self.http.start()
+        await self.worker.start()
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        await self.http.stop()
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}".replace(".", "-")
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = Settings()
+    worker_id = args.worker_id or settings.worker_id or default_worker_id()
+    return run(SessionService(settings, args.capacity, worker_id, args.metrics_port), settings)

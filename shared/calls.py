@@ -1,0 +1,53 @@
+"""Payloads that travel between the services over JetStream.
+
+`IncomingCall`: ingress → acceptor, one per verified `realtime.call.incoming` webhook.
+`SessionJob`: acceptor → session workers, one per accepted call.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from shared.agents import AgentProfile
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_SIP_HEADERS = 64
+
+
+def _printable(text: str) -> str:
+    """SIP headers are caller-controlled: no control character may reach logs or prompts."""
+    return _CONTROL_CHARS.sub("", text)
+
+
+class SipHeader(BaseModel):
+    name: Annotated[str, Field(max_length=128), AfterValidator(_printable)]
+    value: Annotated[str, Field(max_length=1024), AfterValidator(_printable)]
+
+
+class IncomingCall(BaseModel):
+    """A verified incoming call, as the ingress made it durable."""
+
+    webhook_id: str
+    call_id: str
+    received_at: datetime  # when the webhook reached the ingress (UTC)
+    sip_headers: list[SipHeader] = Field(default_factory=list, max_length=MAX_SIP_HEADERS)
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        for header in self.sip_headers:
+            if header.name.lower() == wanted:
+                return header.value
+        return None
+
+
+class SessionJob(BaseModel):
+    """An accepted call waiting for a session worker to run its sideband."""
+
+    call_id: str
+    agent: AgentProfile
+    received_at: datetime
+    accepted_at: datetime

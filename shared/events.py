@@ -1,0 +1,176 @@
+"""The per-call event envelope and the publisher that numbers events without gaps or repeats.
+
+Every service publishes to `calls.events.<call_id>`. `seq` counts from 1 per call and must
+never skip or repeat, even when two processes publish for the same call at once (the
+acceptor and a worker, or a stale worker and its successor). JetStream gives that for
+free with optimistic concurrency on the subject: each publish carries
+`Nats-Expected-Last-Subject-Sequence`; a publish that lost a race is refused, and the
+publisher reloads the subject's last event and numbers again. `Nats-Msg-Id` makes a retry
+of the same event idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import Header
+from nats.js.errors import APIError, NotFoundError
+from pydantic import BaseModel, Field
+
+CALL_EVENTS_STREAM = "CALL_EVENTS"
+CALL_EVENTS_SUBJECT = "calls.events"
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+
+
+class EventType(StrEnum):
+    CALL_RECEIVED = "call.received"
+    CALL_ACCEPTED = "call.accepted"
+    CALL_REJECTED = "call.rejected"
+    CALL_MISSED = "call.missed"
+    CALL_FAILED = "call.failed"
+    SESSION_ATTACHED = "session.attached"
+    SESSION_DETACHED = "session.detached"
+    TRANSCRIPT_CALLER = "transcript.caller"
+    TRANSCRIPT_AGENT = "transcript.agent"
+    DTMF = "dtmf"
+    TOOL_CALLED = "tool.called"
+    TOOL_COMPLETED = "tool.completed"
+    CALL_TRANSFERRED = "call.transferred"
+    TRANSFER_FAILED = "transfer.failed"
+    CALL_ENDED = "call.ended"
+    CALL_REPORT = "call.report"
+
+
+class CallEvent(BaseModel):
+    """The envelope on `calls.events.<call_id>` (external contract)."""
+
+    type: str
+    call_id: str
+    seq: int = Field(ge=1)
+    ts: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def event_subject(call_id: str) -> str:
+    return f"{CALL_EVENTS_SUBJECT}.{call_id}"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Tail:
+    stream_seq: int  # JetStream sequence of the call's last event (0: none yet)
+    event_seq: int  # its `seq`
+
+
+class CallEventPublisher:
+    """Publishes call events durably, numbered per call.
+
+    One instance per process; a per-call lock keeps this process from racing itself, the
+    expected-last-subject-sequence check keeps it from racing others.
+    """
+
+    def __init__(self, js: JetStreamContext, *, timeout: float = 2.0) -> None:
+        self._js = js
+        self._timeout = timeout
+        self._tails: dict[str, _Tail] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def publish(
+        self,
+        call_id: str,
+        type: EventType | str,
+        data: dict[str, Any] | None = None,
+        *,
+        msg_id: str | None = None,
+    ) -> CallEvent | None:
+        """Publish one event; returns it, or None when `msg_id` was already published."""
+        lock = self._locks.setdefault(call_id, asyncio.Lock())
+        async with lock:
+            return await self._publish(call_id, str(type), data or {}, msg_id or uuid.uuid4().hex)
+
+    async def _publish(
+        self, call_id: str, type: str, data: dict[str, Any], msg_id: str
+    ) -> CallEvent | None:
+        subject = event_subject(call_id)
+        tail = self._tails.get(call_id) or await self._load_tail(subject)
+        while True:
+            event = CallEvent(
+                type=type, call_id=call_id, seq=tail.event_seq + 1, ts=now_utc(), data=data
+            )
+            headers = {
+                Header.MSG_ID.value: msg_id,
+                Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(tail.stream_seq),
+            }
+            try:
+                ack = await self._js.publish(
+                    subject,
+                    event.to_json(),
+                    timeout=self._timeout,
+                    stream=CALL_EVENTS_STREAM,
+                    headers=headers,
+                )
+            except APIError as error:
+                if error.err_code not in _WRONG_LAST_SEQUENCE:
+                    raise
+                # Another publisher got there first: renumber after its event.
+                tail = await self._load_tail(subject)
+                continue
+            if ack.duplicate:
+                # Already published under this msg_id (a retry, or another process).
+                self._tails.pop(call_id, None)
+                return None
+            self._tails[call_id] = _Tail(stream_seq=ack.seq, event_seq=event.seq)
+            return event
+
+    async def _load_tail(self, subject: str) -> _Tail:
+        try:
+            last = await self._js.get_last_msg(CALL_EVENTS_STREAM, subject)
+        except NotFoundError:
+            return _Tail(0, 0)
+        return _Tail(stream_seq=last.seq or 0, event_seq=json.loads(last.data or b"{}")["seq"])
+
+    def forget(self, call_id: str) -> None:
+        """Drop the cached tail of a call this process no longer publishes for."""
+        self._tails.pop(call_id, None)
+        self._locks.pop(call_id, None)
+
+
+async def read_call_events(js: JetStreamContext, call_id: str) -> list[CallEvent]:
+    """Every event of one call so far, in order (from the stream, not from memory)."""
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.api import DeliverPolicy
+
+    subject = event_subject(call_id)
+    try:
+        await js.get_last_msg(CALL_EVENTS_STREAM, subject)
+    except NotFoundError:
+        return []
+    events: list[CallEvent] = []
+    sub = await js.subscribe(
+        subject, stream=CALL_EVENTS_STREAM, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=2.0)
+            except NatsTimeout:
+                break
+            events.append(CallEvent.model_validate_json(msg.data))
+            if msg.metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return events

