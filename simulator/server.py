@@ -1,0 +1,389 @@
+"""The simulated OpenAI: REST call control and the sideband WebSocket on one aiohttp port.
+
+aiohttp rather than Starlette/uvicorn because a faithful caller hang-up drops the TCP
+connection *without* a WebSocket close frame, which aiohttp allows through the request's
+transport (`transport.abort()`) and Starlette/uvicorn's ASGI interface cannot express.
+One asyncio loop serves thousands of calls: no per-call threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from simulator.callers import CallerScript
+from simulator.calls import TERMINAL, SimulatedCall
+from simulator.faults import Faults
+from simulator.validation import AcceptError, error_body, validate_accept_body
+from simulator.webhooks import WebhookSender, incoming_call_event, new_webhook_id
+
+log = logging.getLogger("simulator")
+
+DEFAULT_TO = "+18005551212"
+DEFAULT_FROM = "+14155550123"
+
+
+def _error(status: int, message: str, type_: str, code: str | None, param: str | None = None):
+    return web.json_response(error_body(message, type_, param, code), status=status)
+
+
+def _not_found(call_id: str) -> web.Response:
+    return _error(404, f"Call '{call_id}' not found.", "invalid_request_error", "call_not_found")
+
+
+class Simulator:
+    """OpenAI's side of SIP calls: webhooks out, REST and sideband in, scripted callers."""
+
+    def __init__(
+        self,
+        api_key: str,
+        webhook_secret: str,
+        webhook_url: str,
+        *,
+        faults: Faults | None = None,
+        webhook_timeout_s: float = 5.0,
+        webhook_retry_base_s: float = 0.5,
+        webhook_max_attempts: int = 8,
+        accept_window_s: float = 15.0,
+    ) -> None:
+        self._api_key = api_key
+        self._webhook_secret = webhook_secret
+        self.webhook_url = webhook_url
+        self.faults = faults if faults is not None else Faults()
+        self.webhook_timeout_s = webhook_timeout_s
+        self.webhook_retry_base_s = webhook_retry_base_s
+        self.webhook_max_attempts = webhook_max_attempts
+        self.accept_window_s = accept_window_s
+        self.calls: dict[str, SimulatedCall] = {}
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._live: set[str] = set()  # calls not yet in a terminal state
+        self._all_done: asyncio.Event | None = None
+        self._runner: web.AppRunner | None = None
+        self._sender: WebhookSender | None = None
+
+    def __repr__(self) -> str:  # never shows the key or secret
+        return f"<Simulator {self.base_url if self.port else 'stopped'} calls={len(self.calls)}>"
+
+    @property
+    def base_url(self) -> str:
+        """What `OPENAI_BASE_URL` is set to for the services under test."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on `host:port` (0 picks a free port; see `port` afterwards)."""
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_post("/v1/realtime/calls/{call_id}/{action}", self._rest)
+        app.router.add_get("/v1/realtime", self._sideband)
+        app.router.add_get("/healthz", self._healthz)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, backlog=4096)
+        await site.start()
+        self.host = host
+        self.port = self._runner.addresses[0][1]
+        self._sender = WebhookSender(
+            self.webhook_url,
+            self._webhook_secret,
+            timeout_s=self.webhook_timeout_s,
+            retry_base_s=self.webhook_retry_base_s,
+            max_attempts=self.webhook_max_attempts,
+        )
+        log.info("simulated OpenAI listening on %s", self.base_url)
+
+    async def stop(self) -> None:
+        """Drop every socket, cancel every background task, close the server and client."""
+        for call in list(self.calls.values()):
+            call._finish("ended" if call.state == "accepted" else "missed", None, abort=True)
+            await call.drop_sideband()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._sender is not None:
+            await self._sender.aclose()
+            self._sender = None
+
+    async def __aenter__(self) -> Simulator:
+        if self._runner is None:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A background task that `stop()` will cancel and await."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def call_finished(self, call: SimulatedCall) -> None:
+        self._live.discard(call.call_id)
+        if not self._live and self._all_done is not None:
+            self._all_done.set()
+
+    # ----------------------------------------------------------------- placing calls
+
+    async def place_call(
+        self, script: CallerScript | None = None, to: str | None = None, from_: str | None = None
+    ) -> SimulatedCall:
+        """Ring a new call: send its signed webhook in the background, with retries."""
+        if self._sender is None:
+            raise RuntimeError("Simulator.start() first")
+        script = script or CallerScript()
+        to = to or script.to or DEFAULT_TO
+        from_ = from_ or script.from_ or DEFAULT_FROM
+        call_id = "rtc_" + secrets.token_hex(16)
+        call = SimulatedCall(self, call_id, script, to, from_)
+        self.calls[call_id] = call
+        self._live.add(call_id)
+        if self._all_done is not None:
+            self._all_done.clear()
+        call.start_ringing(self.accept_window_s)
+        body = incoming_call_event(call_id, to, from_)
+        webhook_id = new_webhook_id()
+        copies = [webhook_id] * (1 + self.faults.duplicate_webhooks)
+        copies += [new_webhook_id() for _ in range(self.faults.redeliver_new_id)]
+        for wid in copies:
+            self.spawn(self._deliver(call, wid, body))
+        return call
+
+    async def place_calls(
+        self,
+        script: CallerScript | None,
+        count: int,
+        rate_per_s: float,
+        to: str | None = None,
+        from_: str | None = None,
+    ) -> list[SimulatedCall]:
+        """Place `count` calls at `rate_per_s` (evenly spaced, not bursty)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        calls = []
+        for i in range(count):
+            delay = start + i / rate_per_s - loop.time() if rate_per_s > 0 else 0
+            if delay > 0:
+                await asyncio.sleep(delay)
+            calls.append(await self.place_call(script, to=to, from_=from_))
+        return calls
+
+    async def _deliver(self, call: SimulatedCall, webhook_id: str, body: bytes) -> None:
+        assert self._sender is not None
+        call.timeline.setdefault("webhook_sent", time.monotonic())
+
+        def record(wid: str, status: int | None, latency: float) -> None:
+            call.webhook_attempts.append((wid, status, latency))
+            if status == 200:
+                call.timeline.setdefault("webhook_delivered", time.monotonic())
+            call.notify()
+
+        if not await self._sender.deliver(webhook_id, body, record):
+            log.warning("call %s: webhook %s not delivered", call.call_id, webhook_id)
+
+    async def wait_all_ended(self, timeout: float = 30.0) -> None:
+        """Wait until every call placed so far is ended, rejected or missed."""
+        if not self._live:
+            return
+        self._all_done = asyncio.Event()
+        async with asyncio.timeout(timeout):
+            while self._live:
+                await self._all_done.wait()
+                self._all_done.clear()
+
+    # ----------------------------------------------------------------- REST
+
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        return secrets.compare_digest(header.encode(), f"Bearer {self._api_key}".encode())
+
+    @staticmethod
+    def _unauthorized() -> web.Response:
+        return _error(
+            401,
+            "Incorrect API key provided. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "calls": len(self._live)})
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._unauthorized()
+        call_id = request.match_info["call_id"]
+        action = request.match_info["action"]
+        if action not in ("accept", "reject", "refer", "hangup"):
+            return _error(404, f"Invalid URL (POST {request.path})", "invalid_request_error", None)
+        raw = await request.read()
+        body: Any = None
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return _error(
+                    400,
+                    "We could not parse the JSON body of your request.",
+                    "invalid_request_error",
+                    None,
+                )
+        call = self.calls.get(call_id)
+        if action == "accept":
+            return await self._accept(call, call_id, body)
+        if call is None or call.state in TERMINAL:
+            return _not_found(call_id)
+        if action == "reject":
+            return self._reject(call, body)
+        if action == "refer":
+            return self._refer(call, body)
+        call._finish("ended", "hangup", abort=False)
+        return web.Response(status=200)
+
+    async def _accept(self, call: SimulatedCall | None, call_id: str, body: Any) -> web.Response:
+        if call is not None:
+            call.accept_attempts += 1
+            call.timeline.setdefault("accept_received", time.monotonic())
+        if self.faults.accept_delay_s:
+            await asyncio.sleep(self.faults.accept_delay_s)
+        if call is None or call.state not in ("ringing", "accepted"):
+            return _not_found(call_id)
+        try:
+            validate_accept_body(body)
+        except AcceptError as exc:
+            return web.json_response(exc.to_json(), status=400)
+        failing = self.faults.accept_fail_times and call.accept_attempts <= (
+            self.faults.accept_fail_times
+        )
+        if failing or (self.faults.accept_status and not self.faults.accept_fail_times):
+            status = self.faults.accept_status or 500
+            return _error(status, "The server had an error (simulated).", "server_error", None)
+        call.accept(body)
+        return web.Response(status=200)
+
+    def _reject(self, call: SimulatedCall, body: Any) -> web.Response:
+        body = body if body is not None else {}
+        if not isinstance(body, dict):
+            return _error(400, "The body must be a JSON object.", "invalid_request_error", None)
+        for key in body:
+            if key != "status_code":
+                return _error(
+                    400,
+                    f"Unknown parameter: '{key}'.",
+                    "invalid_request_error",
+                    "unknown_parameter",
+                    key,
+                )
+        status = body.get("status_code", 603)
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 699:
+            return _error(
+                400,
+                "Invalid 'status_code': a SIP status 400-699.",
+                "invalid_request_error",
+                "invalid_value",
+                "status_code",
+            )
+        if call.state != "ringing":
+            return _error(
+                400, "The call was already accepted.", "invalid_request_error", "invalid_state"
+            )
+        call.reject(status)
+        return web.Response(status=200)
+
+    def _refer(self, call: SimulatedCall, body: Any) -> web.Response:
+        if not isinstance(body, dict) or "target_uri" not in body:
+            return _error(
+                400,
+                "Missing required parameter: 'target_uri'.",
+                "invalid_request_error",
+                "missing_required_parameter",
+                "target_uri",
+            )
+        for key in body:
+            if key != "target_uri":
+                return _error(
+                    400,
+                    f"Unknown parameter: '{key}'.",
+                    "invalid_request_error",
+                    "unknown_parameter",
+                    key,
+                )
+        target = body["target_uri"]
+        if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
+            return _error(
+                400,
+                "Invalid 'target_uri': expected a tel: or sip: URI.",
+                "invalid_request_error",
+                "invalid_value",
+                "target_uri",
+            )
+        if call.state != "accepted":
+            return _error(
+                400, "The call is not answered yet.", "invalid_request_error", "invalid_state"
+            )
+        call.refer_targets.append(target)
+        call.notify()
+        outcome = self.faults.refer_outcome
+        if outcome == "error":
+            return _error(500, "The server had an error (simulated).", "server_error", None)
+        if outcome == "transfer":
+            # The SIP REFER completes after the 200, like the real thing.
+            asyncio.get_running_loop().call_soon(call._finish, "ended", "transferred", False)
+        return web.Response(status=200)
+
+    # ----------------------------------------------------------------- sideband
+
+    async def _sideband(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return self._unauthorized()
+        if "OpenAI-Beta" in request.headers:
+            return _error(
+                400,
+                "The OpenAI-Beta header selects the retired beta protocol; remove it.",
+                "invalid_request_error",
+                "beta_protocol",
+            )
+        call_id = request.query.get("call_id", "")
+        call = self.calls.get(call_id)
+        if call is None or not call.live:
+            return _not_found(call_id)
+        if not self.faults.allow_reattach and call.sockets_open:
+            return _error(
+                409,
+                "A sideband is already attached to this call.",
+                "invalid_request_error",
+                "sideband_in_use",
+            )
+        # No compression: per-socket deflate state costs memory at thousands of calls.
+        ws = web.WebSocketResponse(timeout=2.0, compress=False, autoping=True)
+        await ws.prepare(request)
+        if not call.live:  # ended while the handshake ran
+            if request.transport is not None:
+                request.transport.abort()
+            return ws
+        call.attach(ws, request.transport)
+        try:
+            await call.session_created()
+            async for message in ws:
+                if message.type == web.WSMsgType.TEXT:
+                    await call.handle_client(message.data)
+                elif message.type == web.WSMsgType.BINARY:
+                    await call._error("invalid_event", "Binary messages are not supported.")
+        finally:
+            call.detach(ws)
+        return ws
