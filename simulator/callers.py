@@ -83,7 +83,11 @@ class CallerScript(BaseModel):
     name: str = "caller"
     to: str | None = None
     from_: str | None = Field(default=None, alias="from")
+    # How long the model "plays" each answer before output_audio_buffer.stopped.
     agent_speech_s: float = Field(default=0.05, ge=0)
+    # How long the model "thinks" before the first output of a response; a response is active
+    # (and a new response.create conflicts) for at least this long.
+    agent_latency_s: float = Field(default=0.02, ge=0)
     greeting_wait_s: float = Field(default=3.0, ge=0)
     # How long the caller waits for the worker to return a tool's output before moving on.
     tool_timeout_s: float = Field(default=30.0, gt=0)

@@ -468,6 +468,7 @@ class SimulatedCall:
                     },
                 }
             )
+            await asyncio.sleep(self.script.agent_latency_s)
             await self.emit({"type": "output_audio_buffer.started", "response_id": response_id})
             where = {"response_id": response_id, "item_id": item_id, "output_index": 0}
             words = text.split(" ")
@@ -532,6 +533,7 @@ class SimulatedCall:
                     "response": {**response, "status": "in_progress", "output": []},
                 }
             )
+            await asyncio.sleep(self.script.agent_latency_s)
             await self.emit(
                 {
                     "type": "response.function_call_arguments.done",
