@@ -1,0 +1,43 @@
+"""What `switchboard dev` prints for a call's events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shared.events import CallEvent
+from switchboard.console import format_event, is_success
+
+
+def event(type: str, **data: object) -> CallEvent:
+    return CallEvent(
+        type=type, call_id="rtc_479a275623b54bdb", seq=1, ts=datetime.now(UTC), data=data
+    )
+
+
+def test_received_shows_who_called_whom() -> None:
+    line = format_event(
+        event(
+            "call.received",
+            sip_headers=[
+                {"name": "From", "value": "sip:+14155550123@sip.example.com"},
+                {"name": "To", "value": "<sip:+18005551212@sip.example.com>;tag=1"},
+            ],
+        )
+    )
+    assert line is not None
+    assert "479a2756" in line and "from +14155550123 to +18005551212" in line
+
+
+def test_transcripts_show_the_words() -> None:
+    line = format_event(event("transcript.caller", text="Hi there", item_id="item_1"))
+    assert line is not None and "caller" in line and "Hi there" in line
+
+
+def test_unknown_events_print_nothing() -> None:
+    assert format_event(event("something.new")) is None
+
+
+def test_a_demo_call_succeeds_when_it_ends_normally() -> None:
+    assert is_success(event("call.report", end_reason="caller_hangup"))
+    assert not is_success(event("call.report", end_reason="lost"))
+    assert not is_success(event("call.rejected", reason="no_capacity"))

@@ -1,0 +1,67 @@
+"""Call events are numbered 1, 2, 3… per call, whoever publishes them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+
+from shared.events import CallEventPublisher, EventType, read_call_events
+from shared.nats_server import NatsServer
+from shared.streams import declare_topology
+
+
+@pytest.fixture
+async def js(nats_server: NatsServer):
+    nc = await nats.connect(nats_server.url)
+    jetstream = nc.jetstream()
+    await declare_topology(jetstream)
+    yield jetstream
+    await nc.close()
+
+
+async def test_seq_counts_from_one_per_call(js) -> None:
+    events = CallEventPublisher(js)
+    first = await events.publish("rtc_a", EventType.CALL_RECEIVED, {})
+    second = await events.publish("rtc_a", EventType.CALL_ACCEPTED, {})
+    other = await events.publish("rtc_b", EventType.CALL_RECEIVED, {})
+    assert (first.seq, second.seq, other.seq) == (1, 2, 1)
+
+
+async def test_two_publishers_racing_on_one_call_leave_no_gap_and_no_repeat(js) -> None:
+    """Like two processes (an acceptor and a worker, or a worker and its successor)."""
+    left, right = CallEventPublisher(js), CallEventPublisher(js)
+
+    async def publish_many(publisher: CallEventPublisher, name: str) -> None:
+        for index in range(30):
+            await publisher.publish(
+                "rtc_race", EventType.TRANSCRIPT_AGENT, {"text": f"{name}{index}"}
+            )
+
+    await asyncio.gather(publish_many(left, "L"), publish_many(right, "R"))
+
+    stored = await read_call_events(js, "rtc_race")
+    assert [e.seq for e in stored] == list(range(1, 61))
+    assert sorted(e.data["text"] for e in stored) == sorted(
+        [f"L{i}" for i in range(30)] + [f"R{i}" for i in range(30)]
+    )
+
+
+async def test_the_same_msg_id_is_published_once(js) -> None:
+    events = CallEventPublisher(js)
+    assert await events.publish("rtc_c", EventType.CALL_ENDED, {}, msg_id="ended:rtc_c")
+    assert (
+        await CallEventPublisher(js).publish(
+            "rtc_c", EventType.CALL_ENDED, {}, msg_id="ended:rtc_c"
+        )
+        is None
+    )
+    assert [e.type for e in await read_call_events(js, "rtc_c")] == ["call.ended"]
+
+
+async def test_a_publisher_continues_after_a_restart(js) -> None:
+    """A new process (a worker that re-attached) picks up where the call's events stop."""
+    await CallEventPublisher(js).publish("rtc_d", EventType.CALL_RECEIVED, {})
+    event = await CallEventPublisher(js).publish("rtc_d", EventType.SESSION_ATTACHED, {})
+    assert event is not None and event.seq == 2
