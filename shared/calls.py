@@ -14,8 +14,12 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from shared.agents import AgentProfile
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0/C1 controls, plus the Unicode characters that break lines or reorder text when shown
+# (line/paragraph separators, zero-width and bidirectional formatting, BOM).
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 MAX_SIP_HEADERS = 64
+MAX_SIP_HEADER_NAME = 128
+MAX_SIP_HEADER_VALUE = 1024
 
 
 def _printable(text: str) -> str:
@@ -24,8 +28,8 @@ def _printable(text: str) -> str:
 
 
 class SipHeader(BaseModel):
-    name: Annotated[str, Field(max_length=128), AfterValidator(_printable)]
-    value: Annotated[str, Field(max_length=1024), AfterValidator(_printable)]
+    name: Annotated[str, Field(max_length=MAX_SIP_HEADER_NAME), AfterValidator(_printable)]
+    value: Annotated[str, Field(max_length=MAX_SIP_HEADER_VALUE), AfterValidator(_printable)]
 
 
 class IncomingCall(BaseModel):
