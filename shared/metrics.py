@@ -42,6 +42,11 @@ ACCEPT_DECISIONS = Counter(
     "Acceptor decisions by outcome (accepted, rejected, duplicate, missed, failed, expired)",
     ["outcome"],
 )
+ACCEPT_REJECTS = Counter(
+    "switchboard_accept_rejects_total",
+    "Calls the acceptor rejected, by reason (e.g. no_capacity, agent_limit, draining)",
+    ["reason"],
+)
 WEBHOOK_TO_ACCEPT_SECONDS = Histogram(
     "switchboard_webhook_to_accept_seconds",
     "Time from webhook arrival at the ingress to OpenAI's answer to our accept",
@@ -98,6 +103,38 @@ TRANSFERS = Counter(
     "switchboard_transfers_total", "Transfers by outcome (transferred, failed)", ["outcome"]
 )
 
+# NATS backlog (shared/backlog.py), labelled with the JetStream stream and durable consumer
+NATS_CONSUMER_PENDING = Gauge(
+    "switchboard_nats_consumer_pending_messages",
+    "Messages in the stream not yet delivered to the consumer (waiting calls)",
+    ["stream", "consumer"],
+)
+NATS_CONSUMER_ACK_PENDING = Gauge(
+    "switchboard_nats_consumer_ack_pending_messages",
+    "Messages delivered to the consumer and not yet acknowledged (calls being handled)",
+    ["stream", "consumer"],
+)
+
 # every service
 DRAINING = Gauge("switchboard_draining", "1 while this process drains after SIGTERM")
 READY = Gauge("switchboard_ready", "1 while this process is ready to take work")
+
+
+# Known label values start at zero, so a first increment is a visible `increase()` (an alert
+# on the first lost call must not miss it) and dashboards show 0 rather than "no data".
+for _outcome in (
+    "published", "duplicate", "ignored", "unauthorized", "bad_request", "too_large",
+    "unavailable",
+):  # fmt: skip
+    WEBHOOKS.labels(_outcome)
+for _reason in ("missing_headers", "bad_signature", "bad_timestamp", "stale", "future"):
+    WEBHOOK_AUTH_FAILURES.labels(_reason)
+for _outcome in ("accepted", "rejected", "duplicate", "missed", "failed", "expired"):
+    ACCEPT_DECISIONS.labels(_outcome)
+for _reason in (
+    "caller_hangup", "agent_hangup", "operator_hangup", "transferred", "max_duration", "idle",
+    "error", "lost",
+):  # fmt: skip
+    CALLS_ENDED.labels(_reason)
+for _outcome in ("transferred", "failed"):
+    TRANSFERS.labels(_outcome)
