@@ -32,6 +32,9 @@ class BuiltinTool(BaseModel):
 
     builtin: Literal["end_call", "transfer_call"]
     targets: dict[str, str] = Field(default_factory=dict)
+    # end_call: how long the goodbye may play before the hang-up; transfer_call: how long
+    # the call has to leave after REFER (REFER can answer 200 and do nothing).
+    timeout_s: float = Field(10.0, gt=0, le=120)
 
 
 class AgentLimits(BaseModel):
