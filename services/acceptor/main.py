@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from services.acceptor.acceptor import AgentResolver, CallAcceptor
 from shared import metrics
 from shared.agents import default_agent
+from shared.backlog import watch_backlog
 from shared.calls import IncomingCall
 from shared.events import CallEventPublisher
 from shared.openai_client import call_control_client
@@ -91,6 +92,7 @@ class Acceptor:
             acceptor_id=self.acceptor_id,
         )
         await self.broker.start()
+        watch_backlog(nc)  # NATS backlog gauges, until the broker closes nc
 
     async def stop(self) -> None:
         self._draining = True
