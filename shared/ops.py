@@ -29,6 +29,7 @@ def ops_routes(is_ready: Callable[[], bool]) -> list[BaseRoute]:
         return PlainTextResponse("not ready", status_code=503)
 
     async def metrics(_: Request) -> Response:
+        is_ready()  # refreshes switchboard_ready, which nothing else updates without probes
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return [
