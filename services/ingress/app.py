@@ -1,8 +1,18 @@
-"""The ingress HTTP app: the webhook route (and, later, the control API) on one port.
+"""The ingress HTTP app: the webhook route (and the control API, as extra routes) on one port.
 
 A webhook is answered 200 only once JetStream has acknowledged it: a 200 tells OpenAI to
 stop retrying, so it must mean "durable". Anything else is an honest error that OpenAI
 will retry (503) or that no retry can fix (400, 401, 413).
+
+| status | body | when |
+|---|---|---|
+| 200 | `{"status": "published"}` | new webhook, durable in JetStream |
+| 200 | `{"status": "duplicate"}` | this webhook id was already durable |
+| 200 | `{"status": "ignored"}` | a verified event of a type we do not handle |
+| 400 | `{"error": …}` | signed, but malformed JSON, no/invalid call_id or webhook-id |
+| 401 | `{"error": reason}` | missing_headers, bad_signature, bad_timestamp, stale, future |
+| 413 | `{"error": "payload too large"}` | body over the cap, before any parsing |
+| 503 | `{"error": …}` | NATS not connected, slow (> 1 s) or refusing |
 """
 
 from __future__ import annotations
@@ -10,21 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.api import Header
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from services.ingress.publish import publish_call
 from services.ingress.webhook import Webhook, WebhookRefused, WebhookVerifier
 from shared import metrics
-from shared.events import CallEventPublisher, EventType
 from shared.logging import bound, clean
-from shared.streams import INCOMING_CALL_SUBJECT, WEBHOOKS_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +58,23 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 
 
 class WebhookEndpoint:
+    """`POST /api/voice/realtime-webhook`: cap, verify, parse, make durable, answer.
+
+    `js` returns the JetStream context while NATS is connected and None otherwise, so an
+    outage answers 503 at once instead of queueing publishes in the client's buffer.
+    """
+
     def __init__(
         self,
         verifier: WebhookVerifier,
         js: Callable[[], JetStreamContext | None],
-        events: Callable[[], CallEventPublisher | None],
         max_bytes: int,
+        publish_timeout_s: float = PUBLISH_TIMEOUT_S,
     ) -> None:
         self._verifier = verifier
         self._js = js
-        self._events = events
         self._max_bytes = max_bytes
+        self._publish_timeout_s = publish_timeout_s
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -89,42 +103,23 @@ class WebhookEndpoint:
             log.info("ignored webhook of type %s", clean(webhook.type, 64))
             metrics.WEBHOOKS.labels("ignored").inc()
             return JSONResponse({"status": "ignored"})
-        with bound(call_id=webhook.call.call_id, webhook_id=clean(webhook.webhook_id, 64)):
+        with bound(call_id=webhook.call.call_id, webhook_id=webhook.webhook_id):
             return await self._publish(webhook)
 
     async def _publish(self, webhook: Webhook) -> Response:
         assert webhook.call is not None
-        js, events = self._js(), self._events()
-        if js is None or events is None:
-            return _refuse(503, "unavailable", "not connected")
-        call = webhook.call
+        js = self._js()
+        if js is None:
+            return _refuse(503, "unavailable", "event store unavailable")
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                # call.received first, so it is the call's first event whatever the
-                # acceptor does next; its msg id makes OpenAI's retries harmless.
-                await events.publish(
-                    call.call_id,
-                    EventType.CALL_RECEIVED,
-                    {
-                        "webhook_id": webhook.webhook_id,
-                        "sip_headers": call.model_dump()["sip_headers"],
-                    },
-                    msg_id=f"received:{call.call_id}",
-                )
-                ack = await js.publish(
-                    INCOMING_CALL_SUBJECT,
-                    call.model_dump_json().encode(),
-                    stream=WEBHOOKS_STREAM,
-                    headers={Header.MSG_ID.value: webhook.webhook_id},
-                    timeout=PUBLISH_TIMEOUT_S,
-                )
+            async with asyncio.timeout(self._publish_timeout_s):
+                outcome = await publish_call(js, webhook.call, self._publish_timeout_s)
         except Exception as error:  # NATS down, slow or refusing: OpenAI will retry
             log.warning("webhook not made durable: %s", type(error).__name__)
             return _refuse(503, "unavailable", "event store unavailable")
-        outcome = "duplicate" if ack.duplicate else "published"
-        metrics.WEBHOOKS.labels(outcome).inc()
-        log.info("webhook %s", outcome)
-        return JSONResponse({"status": outcome})
+        metrics.WEBHOOKS.labels(outcome.value).inc()
+        log.info("webhook %s", outcome.value)
+        return JSONResponse({"status": outcome.value})
 
 
 def _refuse(status: int, outcome: str, reason: str) -> Response:
@@ -132,9 +127,10 @@ def _refuse(status: int, outcome: str, reason: str) -> Response:
     return JSONResponse({"error": reason}, status_code=status)
 
 
-def webhook_routes(endpoint: WebhookEndpoint) -> list[Route]:
+def webhook_routes(endpoint: WebhookEndpoint) -> list[BaseRoute]:
     return [Route(WEBHOOK_PATH, endpoint.handle, methods=["POST"])]
 
 
-def build_app(endpoint: WebhookEndpoint, extra_routes: list) -> Starlette:
+def build_app(endpoint: WebhookEndpoint, extra_routes: Sequence[BaseRoute]) -> Starlette:
+    """The ingress app; `extra_routes` are the ops routes and the control API."""
     return Starlette(routes=[*webhook_routes(endpoint), *extra_routes])

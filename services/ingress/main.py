@@ -1,4 +1,11 @@
-"""`switchboard ingress`: config → NATS → webhook endpoint → HTTP server."""
+"""`switchboard ingress`: config → NATS → webhook endpoint → HTTP server.
+
+The HTTP server starts before NATS is reachable: `/healthz` answers at once, `/readyz` and
+webhooks answer 503 until the connection and the topology are in place. After that the
+NATS client reconnects by itself; readiness follows the connection, and webhooks answer
+503 while it is down. SIGTERM: readiness 503, the listener closes, requests in flight
+finish (publishes included), then the NATS connection drains.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,6 @@ from nats.js import JetStreamContext
 from services.ingress.app import WebhookEndpoint, build_app
 from services.ingress.webhook import WebhookVerifier
 from shared import metrics
-from shared.events import CallEventPublisher
 from shared.nats import connect
 from shared.ops import HttpServer, ops_routes
 from shared.service import run
@@ -20,6 +26,9 @@ from shared.settings import Settings
 from shared.streams import declare_topology
 
 log = logging.getLogger(__name__)
+
+CONNECT_RETRY_S = 1.0
+NATS_DRAIN_TIMEOUT_S = 5.0
 
 
 class Ingress:
@@ -29,19 +38,23 @@ class Ingress:
         self.settings = settings
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._events: CallEventPublisher | None = None
         self._draining = False
         self._connecting: asyncio.Task[None] | None = None
         endpoint = WebhookEndpoint(
             WebhookVerifier(settings.webhook_secrets),
-            js=lambda: self._js,
-            events=lambda: self._events,
+            js=self._connected_js,
             max_bytes=settings.webhook_max_bytes,
         )
-        self.http = HttpServer(build_app(endpoint, ops_routes(self.is_ready)), host, port)
+        self.app = build_app(endpoint, ops_routes(self.is_ready))
+        self.http = HttpServer(self.app, host, port)
+
+    def _connected_js(self) -> JetStreamContext | None:
+        if self._nc is None or not self._nc.is_connected:
+            return None
+        return self._js
 
     def is_ready(self) -> bool:
-        ready = not self._draining and self._nc is not None and self._nc.is_connected
+        ready = not self._draining and self._connected_js() is not None
         metrics.READY.set(ready)
         return ready
 
@@ -52,19 +65,22 @@ class Ingress:
 
     async def _connect(self) -> None:
         while True:
+            nc: Client | None = None
             try:
                 nc = await connect(self.settings.nats_servers, name="switchboard-ingress")
+                js = nc.jetstream()
+                await declare_topology(
+                    js,
+                    replicas=self.settings.nats_replicas,
+                    session_ack_wait_s=self.settings.session_ack_wait_s,
+                )
                 break
             except Exception as error:
-                log.warning("nats not reachable yet (%s); retrying", type(error).__name__)
-                await asyncio.sleep(1.0)
-        js = nc.jetstream()
-        await declare_topology(
-            js,
-            replicas=self.settings.nats_replicas,
-            session_ack_wait_s=self.settings.session_ack_wait_s,
-        )
-        self._nc, self._js, self._events = nc, js, CallEventPublisher(js)
+                log.warning("nats not ready yet (%s); retrying", type(error).__name__)
+                if nc is not None:
+                    await nc.close()
+                await asyncio.sleep(CONNECT_RETRY_S)
+        self._nc, self._js = nc, js
         log.info("ingress connected to nats")
 
     async def wait_connected(self) -> None:
@@ -74,11 +90,18 @@ class Ingress:
     async def stop(self) -> None:
         self._draining = True
         metrics.DRAINING.set(1)
-        await self.http.stop()  # finishes the requests in flight
+        metrics.READY.set(0)
+        await self.http.stop()  # closes the listener, finishes the requests in flight
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         if self._nc is not None:
-            await self._nc.drain()
+            if self._nc.is_connected:
+                try:
+                    async with asyncio.timeout(NATS_DRAIN_TIMEOUT_S):
+                        await self._nc.drain()
+                except TimeoutError:
+                    log.warning("nats drain timed out")
+            await self._nc.close()
 
 
 def main(args: argparse.Namespace) -> int:

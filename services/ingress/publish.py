@@ -1,0 +1,81 @@
+"""Making one verified incoming call durable: `call.received`, then the webhook message.
+
+Order is the guarantee: `call.received` is stored before the acceptor can see the call,
+so it is always the call's first event (seq 1), and a failure between the two publishes
+answers 503 so OpenAI's retry finishes the job.
+
+`call.received` is published with `Nats-Expected-Last-Subject-Sequence: 0`: JetStream
+stores it only while the call has no event at all. That makes it once per call for ever,
+not only within the 120 s dedupe window (OpenAI retries for 72 hours, under the same or a
+new webhook id), and it needs no read of the call's last event first, so a new call costs
+two round trips to NATS, not three. The `Nats-Msg-Id` keeps the usual dedupe as well.
+
+The webhook message carries `Nats-Msg-Id = webhook-id`: the same delivery twice is one
+message in the stream. The same call under another webhook id is a second message; the
+acceptor's claim on the call id makes that one accept.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from nats.js import JetStreamContext
+from nats.js.api import Header
+from nats.js.errors import APIError
+
+from shared.calls import IncomingCall
+from shared.events import CALL_EVENTS_STREAM, CallEvent, EventType, event_subject
+from shared.streams import INCOMING_CALL_SUBJECT, WEBHOOKS_STREAM
+
+# JetStream's "wrong last sequence" errors: here, the call already has events.
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+
+
+class Published(StrEnum):
+    NEW = "published"  # first time this webhook id reached the stream
+    DUPLICATE = "duplicate"  # the stream already had this webhook id
+
+
+def received_event(call: IncomingCall) -> CallEvent:
+    """The call's first event, stamped with the moment its webhook arrived."""
+    return CallEvent(
+        type=EventType.CALL_RECEIVED,
+        call_id=call.call_id,
+        seq=1,
+        ts=call.received_at,
+        data={
+            "webhook_id": call.webhook_id,
+            "sip_headers": [h.model_dump() for h in call.sip_headers],
+        },
+    )
+
+
+async def publish_call(js: JetStreamContext, call: IncomingCall, timeout_s: float) -> Published:
+    """Publish `call.received` (unless the call has events) then the webhook message.
+
+    Raises whatever NATS raises (timeout, no responders, disconnected): nothing after the
+    failing step was published, and a retry with the same webhook id is harmless.
+    """
+    try:
+        await js.publish(
+            event_subject(call.call_id),
+            received_event(call).to_json(),
+            timeout=timeout_s,
+            stream=CALL_EVENTS_STREAM,
+            headers={
+                Header.MSG_ID.value: f"received:{call.call_id}",
+                Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0",
+            },
+        )
+    except APIError as error:
+        if error.err_code not in _WRONG_LAST_SEQUENCE:
+            raise
+        # The call already has events: it was received before (a retry or a new id).
+    ack = await js.publish(
+        INCOMING_CALL_SUBJECT,
+        call.model_dump_json().encode(),
+        timeout=timeout_s,
+        stream=WEBHOOKS_STREAM,
+        headers={Header.MSG_ID.value: call.webhook_id},
+    )
+    return Published.DUPLICATE if ack.duplicate else Published.NEW
