@@ -1,0 +1,294 @@
+"""`ToolRunner`: one business tool call, run exactly once per `tool_call_id`.
+
+A tool can move money or book a chair, so running it twice is worse than failing it. Before
+anything happens, the run is recorded in the `tool_runs` KV bucket with a create-if-absent;
+whoever creates the record runs the tool, anyone else (a duplicated event, a re-attached
+worker) gets the stored result instead. The tool itself is asked over NATS request/reply
+on `tools.<name>` so tool services are written in any language and scaled on their own.
+
+A record still `running` after its deadline (plus a grace) belongs to a run that died with
+its worker mid-way. We cannot know whether the tool acted, so it is never re-run: the run
+is closed as failed ("interrupted") and the model is told, so it can say so or ask again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, Field
+
+from shared import metrics
+from shared.events import EventType
+
+TOOL_SUBJECT_PREFIX = "tools"
+# A `running` record older than its deadline by this much belongs to a dead run.
+STALE_GRACE_S = 2.0
+# How often a second runner looks at a record another runner is filling.
+WAIT_POLL_S = 0.1
+INTERRUPTED = "the tool run was interrupted; it may or may not have completed"
+
+_KEY_SAFE = re.compile(r"^[A-Za-z0-9_=-]{1,120}$")
+
+
+def tool_subject(name: str) -> str:
+    return f"{TOOL_SUBJECT_PREFIX}.{name}"
+
+
+def run_key(call_id: str, tool_call_id: str) -> str:
+    """The KV key of one run; ids that KV would refuse are hashed rather than rejected."""
+    parts = []
+    for part in (call_id, tool_call_id):
+        parts.append(part if _KEY_SAFE.match(part) else hashlib.sha256(part.encode()).hexdigest())
+    return ".".join(parts)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What the model is told: exactly one of an output (any JSON) or an error message."""
+
+    output: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"output": self.output} if self.error is None else {"error": self.error}
+
+    def model_text(self) -> str:
+        """The `function_call_output.output` string."""
+        return json.dumps(self.as_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolResult:
+        if "error" in data:
+            return cls(error=str(data["error"]))
+        return cls(output=data.get("output"))
+
+
+class ToolRequest(BaseModel):
+    """The request on `tools.<name>` (external contract)."""
+
+    call_id: str
+    tool_call_id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    agent: str
+
+
+class ToolRun(BaseModel):
+    """The `tool_runs` record of one tool call."""
+
+    state: Literal["running", "done"]
+    name: str
+    worker: str
+    started_at: float  # unix time
+    deadline: float  # unix time after which a `running` run cannot answer any more
+    result: dict[str, Any] | None = None
+    duration_ms: int | None = None
+
+
+# -- pure decisions -------------------------------------------------------------------------
+
+
+def parse_arguments(text: str) -> dict[str, Any] | None:
+    """The model's JSON arguments as an object, or None when they are not one."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def parse_reply(data: bytes) -> ToolResult:
+    """A tool service's reply: `{"output": …}` or `{"error": "…"}`; anything else fails."""
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        return ToolResult(error="the tool answered with something that is not JSON")
+    if not isinstance(reply, dict) or not ({"output", "error"} & reply.keys()):
+        return ToolResult(error='the tool answered without "output" or "error"')
+    if reply.get("error") is not None:
+        return ToolResult(error=str(reply["error"])[:1000])
+    return ToolResult(output=reply.get("output"))
+
+
+Verdict = Literal["replay", "wait", "interrupted"]
+
+
+def judge_existing(run: ToolRun, now: float) -> Verdict:
+    """What to do about a run someone else already recorded."""
+    if run.state == "done":
+        return "replay"
+    if now > run.deadline + STALE_GRACE_S:
+        return "interrupted"
+    return "wait"
+
+
+# -- the runner -----------------------------------------------------------------------------
+
+
+class Publish(Protocol):
+    async def __call__(
+        self, type: EventType, data: dict[str, Any], *, msg_id: str | None = None
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ToolCallRequest:
+    """One tool call the model made."""
+
+    call_id: str
+    tool_call_id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+    agent: str
+    timeout_s: float
+
+
+class ToolRunner:
+    """Runs business tools for the calls of one worker, once per `tool_call_id`."""
+
+    def __init__(
+        self,
+        nc: Client,
+        runs: KeyValue,
+        worker: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._nc = nc
+        self._runs = runs
+        self._worker = worker
+        self._clock = clock
+
+    async def run(self, call: ToolCallRequest, publish: Publish) -> ToolResult:
+        """The tool's result: run now, or the stored result of the one run there was."""
+        key = run_key(call.call_id, call.tool_call_id)
+        started = self._clock()
+        record = ToolRun(
+            state="running",
+            name=call.name,
+            worker=self._worker,
+            started_at=started,
+            deadline=started + call.timeout_s,
+        )
+        try:
+            revision = await self._runs.create(key, record.model_dump_json().encode())
+        except KeyWrongLastSequenceError:
+            return await self._existing(key, call, publish)
+        arguments = parse_arguments(call.arguments)
+        await publish(
+            EventType.TOOL_CALLED,
+            {
+                "name": call.name,
+                "tool_call_id": call.tool_call_id,
+                "arguments": arguments if arguments is not None else call.arguments[:1000],
+            },
+            msg_id=f"tool.called:{key}",
+        )
+        perf = time.perf_counter()
+        if arguments is None:
+            result, outcome = ToolResult(error="the arguments are not a JSON object"), "error"
+        else:
+            result, outcome = await self._ask(call, arguments)
+        elapsed = time.perf_counter() - perf
+        metrics.TOOL_RUNS.labels(call.name, outcome).inc()
+        metrics.TOOL_SECONDS.labels(call.name).observe(elapsed)
+        duration_ms = round(elapsed * 1000)
+        done = record.model_copy(
+            update={"state": "done", "result": result.as_dict(), "duration_ms": duration_ms}
+        )
+        try:
+            await self._runs.update(key, done.model_dump_json().encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            # Someone closed our run as interrupted while we were slow: theirs is the truth.
+            stored, _ = await self._load(key)
+            if stored is not None and stored.result is not None:
+                return ToolResult.from_dict(stored.result)
+        await publish(
+            EventType.TOOL_COMPLETED,
+            {
+                "name": call.name,
+                "tool_call_id": call.tool_call_id,
+                **result.as_dict(),
+                "duration_ms": duration_ms,
+            },
+            msg_id=f"tool.completed:{key}",
+        )
+        return result
+
+    async def _ask(
+        self, call: ToolCallRequest, arguments: dict[str, Any]
+    ) -> tuple[ToolResult, str]:
+        request = ToolRequest(
+            call_id=call.call_id,
+            tool_call_id=call.tool_call_id,
+            name=call.name,
+            arguments=arguments,
+            agent=call.agent,
+        )
+        try:
+            reply = await self._nc.request(
+                tool_subject(call.name),
+                request.model_dump_json().encode(),
+                timeout=call.timeout_s,
+            )
+        except nats.errors.NoRespondersError:
+            return ToolResult(error=f"the {call.name} service is not available"), "error"
+        except nats.errors.TimeoutError:
+            return ToolResult(error=f"{call.name} did not answer in time"), "timeout"
+        result = parse_reply(reply.data)
+        return result, "ok" if result.ok else "error"
+
+    async def _existing(self, key: str, call: ToolCallRequest, publish: Publish) -> ToolResult:
+        """Another runner recorded this tool call: wait for its result; never run again."""
+        while True:
+            run, revision = await self._load(key)
+            if run is None:  # expired from the bucket: a day-old duplicate
+                return ToolResult(error=INTERRUPTED)
+            verdict = judge_existing(run, self._clock())
+            if verdict == "replay":
+                assert run.result is not None
+                return ToolResult.from_dict(run.result)
+            if verdict == "interrupted":
+                return await self._close_interrupted(key, run, revision, call, publish)
+            await asyncio.sleep(WAIT_POLL_S)
+
+    async def _close_interrupted(
+        self, key: str, run: ToolRun, revision: int, call: ToolCallRequest, publish: Publish
+    ) -> ToolResult:
+        result = ToolResult(error=INTERRUPTED)
+        closed = run.model_copy(update={"state": "done", "result": result.as_dict()})
+        try:
+            await self._runs.update(key, closed.model_dump_json().encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            # It finished (or was closed) meanwhile.
+            return await self._existing(key, call, publish)
+        metrics.TOOL_RUNS.labels(call.name, "interrupted").inc()
+        await publish(
+            EventType.TOOL_COMPLETED,
+            {"name": call.name, "tool_call_id": call.tool_call_id, **result.as_dict()},
+            msg_id=f"tool.completed:{key}",
+        )
+        return result
+
+    async def _load(self, key: str) -> tuple[ToolRun | None, int]:
+        try:
+            entry = await self._runs.get(key)
+        except (KeyNotFoundError, KeyDeletedError):
+            return None, 0
+        if entry.value is None:
+            return None, 0
+        return ToolRun.model_validate_json(entry.value), entry.revision or 0
