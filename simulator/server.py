@@ -52,6 +52,7 @@ class Simulator:
         webhook_retry_base_s: float = 0.5,
         webhook_max_attempts: int = 8,
         accept_window_s: float = 15.0,
+        webhook_concurrency: int = 10,
     ) -> None:
         self._api_key = api_key
         self._webhook_secret = webhook_secret
@@ -61,6 +62,7 @@ class Simulator:
         self.webhook_retry_base_s = webhook_retry_base_s
         self.webhook_max_attempts = webhook_max_attempts
         self.accept_window_s = accept_window_s
+        self.webhook_concurrency = webhook_concurrency
         self.calls: dict[str, SimulatedCall] = {}
         self.host = "127.0.0.1"
         self.port = 0
@@ -98,6 +100,7 @@ class Simulator:
             timeout_s=self.webhook_timeout_s,
             retry_base_s=self.webhook_retry_base_s,
             max_attempts=self.webhook_max_attempts,
+            concurrency=self.webhook_concurrency,
         )
         log.info("simulated OpenAI listening on %s", self.base_url)
 
