@@ -1,0 +1,196 @@
+"""The operator control API on the ingress: see live calls, hang up, transfer, instruct.
+
+Live calls are read from the `call_leases` KV bucket (a key per owned call, holding the
+worker and attempt), never from one process's memory, so any ingress replica sees every
+call on every worker. Commands go as NATS requests to `calls.control.<call_id>`, which only
+the worker owning the call answers, wherever the call has moved.
+
+Every route needs `Authorization: Bearer $SWITCHBOARD_CONTROL_TOKEN` (compared in constant
+time); without the variable the routes do not exist (404). A refused request (401, 404)
+does nothing; a command no worker answers is a 503 (nobody listening) or 504 (no answer).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError, NotFoundError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.session.control import ControlCommand, ControlReply, control_subject
+from shared import metrics
+from shared.events import CALL_EVENTS_STREAM, event_subject
+from shared.streams import CALL_LEASES_BUCKET
+
+log = logging.getLogger(__name__)
+
+COMMAND_TIMEOUT_S = 5.0
+MAX_BODY_BYTES = 16 * 1024
+
+
+class TransferBody(BaseModel):
+    target: str = Field(min_length=1, max_length=256)
+
+
+class SayBody(BaseModel):
+    instructions: str = Field(min_length=1, max_length=4000)
+
+
+class LiveCall(BaseModel):
+    call_id: str
+    worker: str
+    attempt: int
+    last_event: dict[str, Any] | None = None
+
+
+class ControlApi:
+    def __init__(self, token: SecretStr, nc: Callable[[], Client | None]) -> None:
+        self._token = f"Bearer {token.get_secret_value()}".encode()
+        self._nc = nc
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/calls", self.list_calls, methods=["GET"]),
+            Route("/calls/{call_id}", self.get_call, methods=["GET"]),
+            Route("/calls/{call_id}/hangup", self.hangup, methods=["POST"]),
+            Route("/calls/{call_id}/transfer", self.transfer, methods=["POST"]),
+            Route("/calls/{call_id}/say", self.say, methods=["POST"]),
+        ]
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def list_calls(self, request: Request) -> Response:
+        refused = self._refuse(request, "list")
+        if refused is not None:
+            return refused
+        nc = self._nc()
+        if nc is None or not nc.is_connected:
+            return _answer("list", 503, {"error": "not connected"})
+        leases = await nc.jetstream().key_value(CALL_LEASES_BUCKET)
+        try:
+            keys = await leases.keys()
+        except NoKeysError:
+            keys = []
+        calls = []
+        for call_id in sorted(keys):
+            call = await self._lease(nc, call_id)
+            if call is not None:
+                calls.append(call.model_dump(exclude_none=True))
+        return _answer("list", 200, {"calls": calls})
+
+    async def get_call(self, request: Request) -> Response:
+        refused = self._refuse(request, "get")
+        if refused is not None:
+            return refused
+        nc = self._nc()
+        if nc is None or not nc.is_connected:
+            return _answer("get", 503, {"error": "not connected"})
+        call = await self._lease(nc, request.path_params["call_id"])
+        if call is None:
+            return _answer("get", 404, {"error": "no such live call"})
+        try:
+            last = await nc.jetstream().get_last_msg(
+                CALL_EVENTS_STREAM, event_subject(call.call_id)
+            )
+            event = json.loads(last.data or b"{}")
+            call.last_event = {k: event.get(k) for k in ("type", "seq", "ts")}
+        except NotFoundError:
+            pass
+        return _answer("get", 200, call.model_dump(exclude_none=True))
+
+    async def hangup(self, request: Request) -> Response:
+        return await self._command(request, "hangup", None)
+
+    async def transfer(self, request: Request) -> Response:
+        return await self._command(request, "transfer", TransferBody)
+
+    async def say(self, request: Request) -> Response:
+        return await self._command(request, "say", SayBody)
+
+    # -- parts ---------------------------------------------------------------------------
+
+    def _refuse(self, request: Request, action: str) -> Response | None:
+        given = request.headers.get("authorization", "").encode()
+        if hmac.compare_digest(given, self._token):
+            return None
+        return _answer(
+            action, 401, {"error": "unauthorized"}, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    async def _command(
+        self, request: Request, action: str, body_model: type[BaseModel] | None
+    ) -> Response:
+        refused = self._refuse(request, action)
+        if refused is not None:
+            return refused
+        command: dict[str, Any] = {"action": action}
+        if body_model is not None:
+            raw = await request.body()
+            if len(raw) > MAX_BODY_BYTES:
+                return _answer(action, 413, {"error": "body too large"})
+            try:
+                command.update(body_model.model_validate_json(raw).model_dump())
+            except ValidationError as error:
+                problems = [
+                    {"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
+                    for e in error.errors()
+                ]
+                return _answer(action, 422, {"error": "invalid body", "details": problems})
+        nc = self._nc()
+        if nc is None or not nc.is_connected:
+            return _answer(action, 503, {"error": "not connected"})
+        call_id = request.path_params["call_id"]
+        if await self._lease(nc, call_id) is None:
+            return _answer(action, 404, {"error": "no such live call"})
+        payload = ControlCommand.model_validate(command).model_dump_json().encode()
+        try:
+            msg = await nc.request(control_subject(call_id), payload, timeout=COMMAND_TIMEOUT_S)
+        except nats.errors.NoRespondersError:
+            return _answer(action, 503, {"error": "no worker holds the call right now"})
+        except nats.errors.TimeoutError:
+            return _answer(action, 504, {"error": "the worker did not answer in time"})
+        try:
+            reply = ControlReply.model_validate_json(msg.data)
+        except ValidationError:
+            return _answer(action, 502, {"error": "malformed answer from the worker"})
+        body = reply.model_dump(exclude_none=True)
+        if reply.ok:
+            return _answer(action, 200, body)
+        return _answer(action, 422 if reply.status == "refused" else 502, body)
+
+    async def _lease(self, nc: Client, call_id: str) -> LiveCall | None:
+        if not call_id or len(call_id) > 128 or not call_id.replace("_", "").isalnum():
+            return None
+        leases = await nc.jetstream().key_value(CALL_LEASES_BUCKET)
+        try:
+            entry = await leases.get(call_id)
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        try:
+            value = json.loads(entry.value or b"{}")
+            return LiveCall(call_id=call_id, worker=value["worker"], attempt=value["attempt"])
+        except (ValueError, KeyError, ValidationError):
+            return None
+
+
+def _answer(
+    action: str, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    metrics.CONTROL_REQUESTS.labels(action, str(status)).inc()
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def control_routes(token: SecretStr | None, nc: Callable[[], Client | None]) -> list[Route]:
+    """The control API's routes; none (so 404) when no token is configured."""
+    if token is None or not token.get_secret_value():
+        return []
+    return ControlApi(token, nc).routes()
