@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.ingress.app import WebhookEndpoint, build_app
+from services.ingress.control import control_routes
 from services.ingress.webhook import WebhookVerifier
 from shared import metrics
 from shared.nats import connect
@@ -45,7 +46,8 @@ class Ingress:
             js=self._connected_js,
             max_bytes=settings.webhook_max_bytes,
         )
-        self.app = build_app(endpoint, ops_routes(self.is_ready))
+        control = control_routes(settings.switchboard_control_token, lambda: self._nc)
+        self.app = build_app(endpoint, [*ops_routes(self.is_ready), *control])
         self.http = HttpServer(self.app, host, port)
 
     def _connected_js(self) -> JetStreamContext | None:
