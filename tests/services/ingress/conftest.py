@@ -6,6 +6,7 @@ simulator, so the tests check the SDK-based verifier against an independent sign
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -100,6 +101,17 @@ async def event_messages(js: JetStreamContext) -> int:
 
 async def call_events(js: JetStreamContext, call_id: str) -> list[CallEvent]:
     return await read_call_events(js, call_id)
+
+
+async def wait_readiness(
+    client: httpx.AsyncClient, base: str, status: int, timeout: float = 20.0
+) -> None:
+    """Poll `/readyz` until it answers `status` (the state is only visible over HTTP)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if (await client.get(f"{base}/readyz")).status_code == status:
+                return
+            await asyncio.sleep(0.05)
 
 
 def ingress_settings(nats_url: str, secret: str, **overrides: Any) -> Settings:
