@@ -1,0 +1,88 @@
+"""`switchboard simulator`: run the simulated OpenAI and, optionally, place demo calls.
+
+Secrets come from the environment (`OPENAI_API_KEY`, `OPENAI_WEBHOOK_SECRET`) and are never
+logged. Runs until SIGINT/SIGTERM, and keeps serving after the demo calls are done so that
+services under test can keep talking to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from shared.settings import Settings
+from simulator.callers import SCRIPTS_DIR, CallerScript, ScriptError
+from simulator.calls import SimulatedCall
+from simulator.server import Simulator
+
+log = logging.getLogger("simulator")
+
+
+async def _report(call: SimulatedCall) -> None:
+    """Log one call's outcome once it is over."""
+    while call.state not in ("rejected", "missed", "ended"):
+        await call.wait_until(lambda c: c.state in ("rejected", "missed", "ended"), timeout=3600)
+    log.info(
+        "call %s %s (reason=%s, accepts=%d, sidebands=%d, agent said %d lines)",
+        call.call_id,
+        call.state,
+        call.end_reason or call.reject_status,
+        call.accept_count,
+        call.attach_count,
+        len(call.agent_transcripts),
+    )
+
+
+async def run(args: argparse.Namespace, script: CallerScript) -> int:
+    settings = Settings()
+    api_key = settings.openai_api_key.get_secret_value()
+    secrets = settings.webhook_secrets
+    if not api_key or not secrets:
+        log.error("OPENAI_API_KEY and OPENAI_WEBHOOK_SECRET must be set (any test values)")
+        return 2
+    sim = Simulator(api_key=api_key, webhook_secret=secrets[0], webhook_url=args.webhook_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await sim.start(host=args.host, port=args.port)
+    log.info("OPENAI_BASE_URL=%s  webhooks -> %s", sim.base_url, args.webhook_url)
+    reports: set[asyncio.Task[None]] = set()
+    try:
+        if args.calls > 0:
+            log.info(
+                "placing %d call(s) at %.2f/s with script %r", args.calls, args.rate, script.name
+            )
+
+            async def place() -> None:
+                for call in await sim.place_calls(script, args.calls, args.rate, to=args.to):
+                    task = asyncio.create_task(_report(call))
+                    reports.add(task)
+                    task.add_done_callback(reports.discard)
+
+            placer = asyncio.create_task(place())
+            reports.add(placer)
+            placer.add_done_callback(reports.discard)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for task in list(reports):
+            task.cancel()
+        await asyncio.gather(*reports, return_exceptions=True)
+        await sim.stop()
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per webhook is noise
+    try:
+        script = CallerScript.load(args.script or SCRIPTS_DIR / "demo.yaml")
+    except ScriptError as exc:
+        log.error("%s", exc)
+        return 2
+    return asyncio.run(run(args, script))
