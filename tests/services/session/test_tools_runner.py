@@ -59,12 +59,13 @@ async def runner(nc: Client) -> ToolRunner:
 @pytest.fixture
 async def counting_service(nats_server: NatsServer) -> AsyncIterator[dict[str, Any]]:
     """A tool service with a slow tool, a failing one and a counter of requests."""
-    seen: dict[str, Any] = {"requests": [], "release": asyncio.Event()}
+    seen: dict[str, Any] = {"requests": [], "release": asyncio.Event(), "asked": asyncio.Event()}
     service = ToolService(NatsBroker(nats_server.url))
 
     @service.tool("lookup")
     async def lookup(request: ToolRequest) -> dict[str, Any]:
         seen["requests"].append(request)
+        seen["asked"].set()
         if request.arguments.get("slow"):
             await seen["release"].wait()
         return {"found": request.arguments.get("q")}
@@ -158,9 +159,7 @@ async def test_one_run_per_tool_call_id_even_when_asked_at_once(
     first_events, second_events = Recorder(), Recorder()
     first = asyncio.create_task(runner.run(call("lookup", {"q": "x", "slow": True}), first_events))
     # The duplicate arrives while the first run is still waiting for the tool.
-    async with asyncio.timeout(10):
-        while not counting_service["requests"]:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(counting_service["asked"].wait(), 10)
     second = asyncio.create_task(other_worker.run(call("lookup", {"q": "x", "slow": True}),
                                                   second_events))  # fmt: skip
     counting_service["release"].set()
