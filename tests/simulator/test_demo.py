@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+from websockets.exceptions import ConnectionClosedError
 
 from simulator import CallerScript, Simulator
 from simulator.main import main
@@ -15,9 +16,10 @@ from .conftest import WebhookReceiver, Worker, send
 
 
 async def _run_worker(worker: Worker, call_id: str) -> None:
-    """Accept, greet, answer every tool call; stop when the socket goes away."""
+    """Accept, greet, answer every tool call; stop when the caller hangs up (abrupt close)."""
     assert (await worker.accept(call_id)).status_code == 200
-    async with await worker.attach(call_id) as ws:
+    ws = await worker.attach(call_id)
+    with pytest.raises(ConnectionClosedError):
         await send(ws, {"type": "response.create", "response": {"instructions": "Greet: Hi!"}})
         pending: list[str] = []
         async for raw in ws:
