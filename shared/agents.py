@@ -3,15 +3,53 @@
 The acceptor resolves one per call and puts it in the session job, so the session worker
 runs the call with exactly the agent it was accepted with, even if the agents file
 changes mid-call.
+
+A profile is refused when it holds something OpenAI refuses on a SIP accept, with the
+reason, so that a mistake fails at start-up (or at reload) instead of as a dead call:
+audio formats (the codec is negotiated in SDP; forcing one gave static or silence) and the
+VAD tuning fields `threshold`, `prefix_padding_ms`, `silence_duration_ms` (400 Unknown
+parameter on SIP).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from shared.settings import Settings
+
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+DEFAULT_AGENT_NAME = "default"
+# OpenAI ends every Realtime session after 60 minutes.
+OPENAI_SESSION_CAP_S = 3600.0
+
+AUDIO_FORMAT_REASON = (
+    "audio formats cannot be set on a SIP call: the codec is negotiated in SDP "
+    "(forcing one gave static or silence); remove it"
+)
+VAD_TUNING_REASON = (
+    "OpenAI refuses {field!r} on a SIP accept (400 Unknown parameter); remove it "
+    "(safe fields: type, eagerness, create_response, interrupt_response, idle_timeout_ms)"
+)
+SIP_REFUSED_TURN_DETECTION = ("threshold", "prefix_padding_ms", "silence_duration_ms")
+AUDIO_FORMAT_FIELDS = ("audio", "input_audio_format", "output_audio_format", "format")
+# What OpenAI's schema (RealtimeTurnDetection, AudioTranscription) allows, minus what SIP
+# refuses.
+_TURN_DETECTION_FIELDS = {
+    "semantic_vad": {"type", "eagerness", "create_response", "interrupt_response"},
+    "server_vad": {"type", "create_response", "interrupt_response", "idle_timeout_ms"},
+}
+_EAGERNESS = {"low", "medium", "high", "auto"}
+_TRANSCRIPTION_FIELDS = {"model", "language", "languages", "keywords", "prompt", "delay"}
 
 
 class FunctionTool(BaseModel):
@@ -19,7 +57,7 @@ class FunctionTool(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     timeout_s: float = Field(8.0, gt=0, le=60)
@@ -36,6 +74,28 @@ class BuiltinTool(BaseModel):
     # the call has to leave after REFER (REFER can answer 200 and do nothing).
     timeout_s: float = Field(10.0, gt=0, le=120)
 
+    @field_validator("targets")
+    @classmethod
+    def _sip_or_tel(cls, targets: dict[str, str]) -> dict[str, str]:
+        for name, uri in targets.items():
+            if not uri.startswith(("tel:", "sip:", "sips:")):
+                raise ValueError(f"transfer target {name!r} must be a tel: or sip: URI")
+        return targets
+
+
+def _tool_kind(value: Any) -> str:
+    """`builtin: …` entries are built-ins, everything else a function tool: one clear error
+    per tool instead of one per union member."""
+    if isinstance(value, dict):
+        return "builtin" if "builtin" in value else "function"
+    return "builtin" if isinstance(value, BuiltinTool) else "function"
+
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("function")] | Annotated[BuiltinTool, Tag("builtin")],
+    Discriminator(_tool_kind),
+]
+
 
 class AgentLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -48,25 +108,82 @@ class AgentLimits(BaseModel):
 class AgentProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(pattern=NAME_PATTERN)
     numbers: list[str] = Field(default_factory=list)
-    model: str
-    voice: str
+    model: str = Field(min_length=1)
+    voice: str = Field(min_length=1)
     instructions: str
     greeting: str
     transcription: dict[str, Any] | None = None
     turn_detection: dict[str, Any] | None = Field(
         default_factory=lambda: {"type": "semantic_vad", "eagerness": "auto"}
     )
-    tools: list[FunctionTool | BuiltinTool] = Field(default_factory=list)
+    tools: list[Tool] = Field(default_factory=list)
     limits: AgentLimits = Field(default_factory=AgentLimits)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_audio_format(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for field in AUDIO_FORMAT_FIELDS:
+                if field in data:
+                    raise ValueError(f"{field}: {AUDIO_FORMAT_REASON}")
+        return data
+
+    @field_validator("turn_detection")
+    @classmethod
+    def _sip_turn_detection(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Null turns VAD off; otherwise only what a SIP accept takes."""
+        if value is None:
+            return None
+        for field in value:
+            if field in SIP_REFUSED_TURN_DETECTION:
+                raise ValueError(VAD_TUNING_REASON.format(field=field))
+            if field == "format":
+                raise ValueError(AUDIO_FORMAT_REASON)
+        kind = value.get("type")
+        if kind not in _TURN_DETECTION_FIELDS:
+            raise ValueError("type must be semantic_vad or server_vad (or turn_detection: null)")
+        unknown = sorted(set(value) - _TURN_DETECTION_FIELDS[kind])
+        if unknown:
+            allowed = ", ".join(sorted(_TURN_DETECTION_FIELDS[kind]))
+            raise ValueError(f"unknown field {unknown[0]!r} for {kind} (allowed: {allowed})")
+        if "eagerness" in value and value["eagerness"] not in _EAGERNESS:
+            raise ValueError(f"eagerness must be one of {', '.join(sorted(_EAGERNESS))}")
+        return value
+
+    @field_validator("transcription")
+    @classmethod
+    def _sip_transcription(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if "format" in value:
+            raise ValueError(AUDIO_FORMAT_REASON)
+        unknown = sorted(set(value) - _TRANSCRIPTION_FIELDS)
+        if unknown:
+            allowed = ", ".join(sorted(_TRANSCRIPTION_FIELDS))
+            raise ValueError(f"unknown field {unknown[0]!r} (allowed: {allowed})")
+        if not isinstance(value.get("model"), str) or not value["model"]:
+            raise ValueError("model is required (caller transcription is off without it)")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, tools: list[FunctionTool | BuiltinTool]) -> list:
+        seen: set[str] = set()
+        for tool in tools:
+            name = tool.name if isinstance(tool, FunctionTool) else tool.builtin
+            if name in seen:
+                raise ValueError(f"tool {name!r} is listed twice")
+            seen.add(name)
+        return tools
 
 
 def default_agent(settings: Settings) -> AgentProfile:
     """The agent of the environment (`OPENAI_MODEL`, `OPENAI_VOICE`, …): used when no
     profile matches the dialled number."""
     return AgentProfile(
-        name="default",
+        name=DEFAULT_AGENT_NAME,
         model=settings.openai_model,
         voice=settings.openai_voice,
         instructions=settings.openai_instructions,

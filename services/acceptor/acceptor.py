@@ -1,9 +1,9 @@
 """One incoming call → at most one accept, fast, or an honest reject/miss.
 
-The whole decision for one call, readable top to bottom: claim the call id (a KV create,
-so replicas and redeliveries cannot accept twice), check the deadline, pick the agent,
-accept with retries only while the call can still be answered, then hand the call to the
-session workers.
+The whole decision for one call, readable top to bottom: check the deadline, claim the
+call id (a KV create, so replicas and redeliveries cannot accept twice), pick the agent,
+admit it (a session slot and the agent's limit, reserved in KV), accept with retries only
+while the call can still be answered, then hand the call to the session workers.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import openai
 from nats.js import JetStreamContext
@@ -22,6 +24,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from services.acceptor.accept_body import accept_body
+from services.acceptor.admission import Admission, Reservation
 from shared import metrics
 from shared.agents import AgentProfile
 from shared.calls import IncomingCall, SessionJob
@@ -32,11 +35,23 @@ from shared.streams import SESSION_JOB_SUBJECT, SESSIONS_STREAM
 log = logging.getLogger(__name__)
 
 RETRY_BASE_S = 0.1
+# Never start a call-control request with less time than this left before the deadline.
+MIN_REQUEST_S = 0.05
+
+AgentResolverFn = Callable[[IncomingCall], Awaitable[AgentProfile]]
 
 
 @dataclass(frozen=True)
 class AcceptOutcome:
-    outcome: str  # accepted, duplicate, missed, failed, expired
+    outcome: str  # accepted, rejected, duplicate, missed, failed, expired
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class _Result:
+    """How one call-control request (with its retries) ended."""
+
+    kind: str  # ok, gone, refused, deadline
     detail: str = ""
 
 
@@ -48,17 +63,23 @@ class CallAcceptor:
         claims: KeyValue,
         events: CallEventPublisher,
         openai_client: openai.AsyncOpenAI,
-        resolve_agent: AgentResolver,
+        resolve_agent: AgentResolverFn,
+        admission: Admission,
         deadline_s: float,
         acceptor_id: str,
+        reject_status: int = 486,
+        request_timeout_s: float = 2.0,
     ) -> None:
         self._js = js
         self._claims = claims
         self._events = events
         self._openai = openai_client
         self._resolve_agent = resolve_agent
+        self._admission = admission
         self._deadline_s = deadline_s
         self._acceptor_id = acceptor_id
+        self._reject_status = reject_status
+        self._request_timeout_s = request_timeout_s
 
     async def handle(self, call: IncomingCall) -> AcceptOutcome:
         with bound(call_id=call.call_id, webhook_id=call.webhook_id):
@@ -70,23 +91,34 @@ class CallAcceptor:
     async def _handle(self, call: IncomingCall) -> AcceptOutcome:
         deadline = call.received_at.timestamp() + self._deadline_s
         if time.time() >= deadline:
-            await self._events.publish(
-                call.call_id, EventType.CALL_MISSED, {"reason": "deadline"},
-                msg_id=f"missed:{call.call_id}",
-            )  # fmt: skip
+            await self._publish(call, EventType.CALL_MISSED, {"reason": "deadline"}, "missed")
             return AcceptOutcome("expired")
         if not await self._claim(call):
             return AcceptOutcome("duplicate")
 
         agent = await self._resolve_agent(call)
-        result = await self._accept(call.call_id, agent, deadline)
-        if result.outcome == "accepted":
-            elapsed = time.time() - call.received_at.timestamp()
-            metrics.WEBHOOK_TO_ACCEPT_SECONDS.observe(elapsed)
-            await self._events.publish(
-                call.call_id, EventType.CALL_ACCEPTED, {"agent": agent.name},
-                msg_id=f"accepted:{call.call_id}",
-            )  # fmt: skip
+        reservation = await self._admission.reserve(call.call_id, agent)
+        if not reservation.admitted:
+            outcome = await self._reject(call, agent, reservation, deadline)
+        else:
+            outcome = await self._accept(call, agent, reservation, deadline)
+        await self._claims.put(call.call_id, _claim_value(call, "done"))
+        return outcome
+
+    async def _accept(
+        self, call: IncomingCall, agent: AgentProfile, reservation: Reservation, deadline: float
+    ) -> AcceptOutcome:
+        body = accept_body(agent)
+        result = await self._call_control(
+            "accept",
+            lambda timeout: self._openai.realtime.calls.accept(
+                call.call_id, **body, timeout=timeout
+            ),
+            deadline,
+        )
+        if result.kind == "ok":
+            metrics.WEBHOOK_TO_ACCEPT_SECONDS.observe(time.time() - call.received_at.timestamp())
+            await self._publish(call, EventType.CALL_ACCEPTED, {"agent": agent.name}, "accepted")
             job = SessionJob(
                 call_id=call.call_id,
                 agent=agent,
@@ -99,18 +131,85 @@ class CallAcceptor:
                 stream=SESSIONS_STREAM,
                 headers={Header.MSG_ID.value: f"job:{call.call_id}"},
             )
-        elif result.outcome == "missed":
-            await self._events.publish(
-                call.call_id, EventType.CALL_MISSED, {"reason": result.detail},
-                msg_id=f"missed:{call.call_id}",
-            )  # fmt: skip
-        else:
-            await self._events.publish(
-                call.call_id, EventType.CALL_FAILED, {"reason": result.detail},
-                msg_id=f"failed:{call.call_id}",
-            )  # fmt: skip
-        await self._claims.put(call.call_id, _claim_value(call, "done"))
-        return result
+            return AcceptOutcome("accepted", result.detail)
+        # No call came of it: give the slot and the agent's place back.
+        await self._admission.release(reservation)
+        if result.kind == "gone":
+            await self._publish(call, EventType.CALL_MISSED, {"reason": "caller_gone"}, "missed")
+            return AcceptOutcome("missed", "caller_gone")
+        reason = "accept_refused" if result.kind == "refused" else "accept_deadline"
+        data = {"reason": reason, "agent": agent.name}
+        if result.detail:
+            data["detail"] = result.detail
+        await self._publish(call, EventType.CALL_FAILED, data, "failed")
+        return AcceptOutcome("failed", reason)
+
+    async def _reject(
+        self, call: IncomingCall, agent: AgentProfile, reservation: Reservation, deadline: float
+    ) -> AcceptOutcome:
+        reason = reservation.reason or "rejected"
+        metrics.ACCEPT_REJECTS.labels(reason).inc()
+        status = self._reject_status
+        result = await self._call_control(
+            "reject",
+            lambda timeout: self._openai.realtime.calls.reject(
+                call.call_id, status_code=status, timeout=timeout
+            ),
+            deadline,
+        )
+        if result.kind != "ok":
+            # The caller hears a rejection or gives up either way; the decision stands.
+            log.warning("reject not confirmed (%s %s)", result.kind, result.detail)
+        await self._publish(
+            call,
+            EventType.CALL_REJECTED,
+            {"reason": reason, "status_code": status, "agent": agent.name},
+            "rejected",
+        )
+        return AcceptOutcome("rejected", reason)
+
+    async def _call_control(
+        self,
+        endpoint: str,
+        request: Callable[[float], Awaitable[Any]],
+        deadline: float,
+    ) -> _Result:
+        """One call-control request: retried with backoff on 5xx/429/timeouts, only while
+        the call can still be answered; 404 = the call is gone; other 4xx = refused."""
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.time()
+            if remaining < MIN_REQUEST_S:
+                return _Result("deadline", f"{attempt - 1} attempts")
+            started = time.perf_counter()
+            status = "error"
+            try:
+                await request(min(self._request_timeout_s, remaining))
+                status = "200"
+                return _Result("ok", f"attempt {attempt}")
+            except openai.NotFoundError:
+                status = "404"
+                return _Result("gone")
+            except openai.APIStatusError as error:
+                status = str(error.status_code)
+                if not (error.status_code >= 500 or error.status_code == 429):
+                    log.error("%s refused by OpenAI (%s): %s", endpoint, status, error.message)
+                    return _Result("refused", f"status {status}")
+            except openai.APITimeoutError:
+                status = "timeout"
+            except openai.APIConnectionError:
+                status = "error"
+            finally:
+                metrics.OPENAI_REQUESTS.labels(endpoint, status).inc()
+                metrics.OPENAI_REQUEST_SECONDS.labels(endpoint).observe(
+                    time.perf_counter() - started
+                )
+            backoff = RETRY_BASE_S * 2 ** (attempt - 1)
+            if time.time() + backoff + MIN_REQUEST_S >= deadline:
+                return _Result("deadline", f"{attempt} attempts, last {status}")
+            log.warning("%s failed (%s), retrying in %.2fs", endpoint, status, backoff)
+            await asyncio.sleep(backoff)
 
     async def _claim(self, call: IncomingCall) -> bool:
         """True if this delivery owns the call: a first claim, or the redelivery of the
@@ -123,55 +222,11 @@ class CallAcceptor:
             claim = json.loads(entry.value or b"{}")
             return claim.get("webhook_id") == call.webhook_id and claim.get("state") == "accepting"
 
-    async def _accept(self, call_id: str, agent: AgentProfile, deadline: float) -> AcceptOutcome:
-        body = accept_body(agent)
-        attempt = 0
-        while True:
-            attempt += 1
-            started = time.perf_counter()
-            status = "error"
-            try:
-                await self._openai.realtime.calls.accept(call_id, **body)
-                status = "200"
-                return AcceptOutcome("accepted", f"attempt {attempt}")
-            except openai.NotFoundError:
-                status = "404"
-                return AcceptOutcome("missed", "caller_gone")
-            except openai.BadRequestError as error:
-                status = "400"
-                log.error("accept refused by OpenAI: %s", error.message)
-                return AcceptOutcome("failed", "accept_refused")
-            except openai.APIStatusError as error:
-                status = str(error.status_code)
-                retryable = error.status_code >= 500 or error.status_code == 429
-                if not retryable:
-                    log.error("accept refused by OpenAI (%s): %s", status, error.message)
-                    return AcceptOutcome("failed", f"accept_status_{status}")
-            except openai.APITimeoutError:
-                status = "timeout"
-            except openai.APIConnectionError:
-                status = "error"
-            finally:
-                metrics.OPENAI_REQUESTS.labels("accept", status).inc()
-                metrics.OPENAI_REQUEST_SECONDS.labels("accept").observe(
-                    time.perf_counter() - started
-                )
-            backoff = RETRY_BASE_S * 2 ** (attempt - 1)
-            if time.time() + backoff >= deadline:
-                return AcceptOutcome("failed", "accept_deadline")
-            log.warning("accept failed (%s), retrying in %.2fs", status, backoff)
-            await asyncio.sleep(backoff)
+    async def _publish(
+        self, call: IncomingCall, type: EventType, data: dict[str, Any], key: str
+    ) -> None:
+        await self._events.publish(call.call_id, type, data, msg_id=f"{key}:{call.call_id}")
 
 
 def _claim_value(call: IncomingCall, state: str) -> bytes:
     return json.dumps({"webhook_id": call.webhook_id, "state": state}).encode()
-
-
-class AgentResolver:
-    """Picks the agent for a call (the agents file and hook come with later work)."""
-
-    def __init__(self, default: AgentProfile) -> None:
-        self._default = default
-
-    async def __call__(self, call: IncomingCall) -> AgentProfile:
-        return self._default

@@ -1,4 +1,5 @@
-"""`switchboard acceptor`: config → broker → the incoming-call handler → health server."""
+"""`switchboard acceptor`: config → agents file → broker → the incoming-call handler →
+health server. A bad agents file stops it at start-up with the line and the reason."""
 
 from __future__ import annotations
 
@@ -12,12 +13,20 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 from prometheus_client import REGISTRY
 
-from services.acceptor.acceptor import AgentResolver, CallAcceptor
+from services.acceptor.acceptor import CallAcceptor
+from services.acceptor.admission import Admission
+from services.acceptor.agents_file import AgentsFileError
+from services.acceptor.config import AcceptorSettings
+from services.acceptor.directory import AgentDirectory
+from services.acceptor.hook import AgentResolver
+from services.acceptor.reloader import AgentsReloader
 from shared import metrics
+from shared.admission import admissions_bucket
 from shared.agents import default_agent
 from shared.backlog import watch_backlog
 from shared.calls import IncomingCall
 from shared.events import CallEventPublisher
+from shared.logging import configure_logging
 from shared.openai_client import call_control_client
 from shared.ops import HttpServer, ops_app
 from shared.service import run
@@ -27,6 +36,7 @@ from shared.streams import (
     CALL_CLAIMS_BUCKET,
     INCOMING_CALL_SUBJECT,
     WEBHOOKS_STREAM,
+    WORKER_SLOTS_BUCKET,
     declare_topology,
 )
 
@@ -39,9 +49,31 @@ CONCURRENT_ACCEPTS = 64
 class Acceptor:
     name = "acceptor"
 
-    def __init__(self, settings: Settings, metrics_port: int, host: str = "0.0.0.0") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics_port: int,
+        host: str = "0.0.0.0",
+        options: AcceptorSettings | None = None,
+    ) -> None:
         self.settings = settings
-        self.acceptor_id = f"{socket.gethostname()}-{os.getpid()}"
+        self.options = options or AcceptorSettings()
+        self.acceptor_id = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        default = default_agent(settings)
+        self.reloader: AgentsReloader | None = None
+        directory = AgentDirectory.build(default, [])
+        if settings.switchboard_agents_file is not None:
+            self.reloader = AgentsReloader(
+                settings.switchboard_agents_file,
+                default,
+                apply=lambda new: self.resolver.swap(new),
+                poll_s=self.options.switchboard_agents_poll_s,
+            )
+            directory = self.reloader.load_initial()  # raises AgentsFileError
+        self.resolver = AgentResolver(
+            directory, hook_timeout_s=self.options.switchboard_agent_hook_timeout_ms / 1000
+        )
+        self.admission: Admission | None = None
         self.broker = NatsBroker(
             settings.nats_servers,
             max_reconnect_attempts=-1,
@@ -82,15 +114,26 @@ class Acceptor:
             replicas=self.settings.nats_replicas,
             session_ack_wait_s=self.settings.session_ack_wait_s,
         )
+        self.admission = Admission(
+            await admissions_bucket(js, replicas=self.settings.nats_replicas),
+            await js.key_value(WORKER_SLOTS_BUCKET),
+        )
+        await self.admission.start()
+        self.resolver.use_hook(nc)
         self._acceptor = CallAcceptor(
             js=js,
             claims=await js.key_value(CALL_CLAIMS_BUCKET),
             events=CallEventPublisher(js),
             openai_client=call_control_client(self.settings),
-            resolve_agent=AgentResolver(default_agent(self.settings)),
+            resolve_agent=self.resolver,
+            admission=self.admission,
             deadline_s=self.settings.accept_deadline_s,
             acceptor_id=self.acceptor_id,
+            reject_status=self.options.switchboard_reject_sip_status,
+            request_timeout_s=self.settings.openai_timeout_s,
         )
+        if self.reloader is not None:
+            self.reloader.start()
         await self.broker.start()
         watch_backlog(nc)  # NATS backlog gauges, until the broker closes nc
 
@@ -98,9 +141,19 @@ class Acceptor:
         self._draining = True
         metrics.DRAINING.set(1)
         await self.broker.stop()  # stops fetching, lets running accepts finish
+        if self.reloader is not None:
+            await self.reloader.stop()
+        if self.admission is not None:
+            await self.admission.stop()
         await self.http.stop()
 
 
 def main(args: argparse.Namespace) -> int:
     settings = Settings()
-    return run(Acceptor(settings, args.metrics_port), settings)
+    try:
+        acceptor = Acceptor(settings, args.metrics_port)
+    except AgentsFileError as error:
+        configure_logging(settings.log_format, settings.log_level)
+        log.error("cannot start: bad agents file\n%s", error)
+        return 2
+    return run(acceptor, settings)

@@ -1,0 +1,222 @@
+"""Reading `SWITCHBOARD_AGENTS_FILE`: YAML in, validated profiles out, or an error that
+names the line and the reason.
+
+An operator edits this file by hand, often under pressure; "validation error in agents[3]"
+is not enough, so every error is mapped back to the line of the offending key with the
+YAML node marks. Fields a profile leaves out come from the default agent of the
+environment (model, voice, instructions, greeting, transcription, tools).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.acceptor.numbers import to_e164
+from shared.agents import (
+    AUDIO_FORMAT_FIELDS,
+    AUDIO_FORMAT_REASON,
+    DEFAULT_AGENT_NAME,
+    AgentProfile,
+)
+
+Path_ = tuple[str | int, ...]
+_INHERITED = ("model", "voice", "instructions", "greeting", "transcription", "tools")
+
+
+class AgentsFileError(ValueError):
+    """The agents file cannot be used; `str()` is `<file>:<line>: <where>: <reason>` lines."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    where: str
+    reason: str
+
+
+class _AgentsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agents: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
+    """Record the 1-based line of every key and list item under `node`."""
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                child = (*path, key_node.value)
+                out.setdefault(child, key_node.start_mark.line + 1)
+                _lines(value_node, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _lines(item, (*path, index), out)
+
+
+def _duplicate_keys(node: yaml.Node, path: Path_) -> list[Problem]:
+    """YAML silently keeps the last of two equal keys: a typo'd copy would win unseen."""
+    problems: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen and key_node.value != "<<":
+                    problems.append(
+                        Problem(
+                            key_node.start_mark.line + 1,
+                            _where((*path, key_node.value)),
+                            "duplicate key",
+                        )
+                    )
+                seen.add(key_node.value)
+                problems += _duplicate_keys(value_node, (*path, key_node.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            problems += _duplicate_keys(item, (*path, index))
+    return problems
+
+
+def _where(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(file)"
+
+
+def _line_of(loc: tuple[Any, ...], base: Path_, lines: dict[Path_, int]) -> tuple[int, Path_]:
+    """The deepest known path along a pydantic error location (union tags are skipped)."""
+    path = base
+    for part in loc:
+        if (*path, part) in lines:
+            path = (*path, part)
+    return lines.get(path, lines.get(base, 1)), path
+
+
+def _reason(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid"))
+    return message.removeprefix("Value error, ")
+
+
+def parse_agents(
+    text: str, default: AgentProfile, source: str = "agents file"
+) -> list[AgentProfile]:
+    """Validate the file's text; raise `AgentsFileError` listing every problem found."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else 1
+        raise AgentsFileError(f"{source}:{line}: not valid YAML: {error.problem}") from None
+    except yaml.YAMLError as error:
+        raise AgentsFileError(f"{source}: not valid YAML: {error}") from None
+
+    lines: dict[Path_, int] = {}
+    problems: list[Problem] = []
+    if root is not None:
+        _lines(root, (), lines)
+        problems += _duplicate_keys(root, ())
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise AgentsFileError(f"{source}:1: the file must be a mapping with an 'agents' list")
+    try:
+        document = _AgentsFile.model_validate(data)
+    except ValidationError as error:
+        for item in error.errors():
+            line, path = _line_of(item["loc"], (), lines)
+            problems.append(Problem(line, _where(path), _reason(item)))
+        raise _error(source, problems) from None
+
+    inherited = default.model_dump(include=set(_INHERITED))
+    profiles: list[AgentProfile] = []
+    for index, entry in enumerate(document.agents):
+        base: Path_ = ("agents", index)
+        formats = [field for field in AUDIO_FORMAT_FIELDS if field in entry]
+        if formats:  # said precisely here: the model's own check cannot name the line
+            line, path = _line_of((formats[0],), base, lines)
+            problems.append(Problem(line, _where(path), AUDIO_FORMAT_REASON))
+            continue
+        try:
+            profile = AgentProfile.model_validate({**inherited, **entry})
+        except ValidationError as error:
+            for item in error.errors():
+                line, path = _line_of(item["loc"], base, lines)
+                problems.append(Problem(line, _where(path), _reason(item)))
+            continue
+        profiles.append(_normalised(profile, base, lines, problems))
+    problems += _cross_checks(profiles, document.agents, lines)
+    if problems:
+        raise _error(source, problems)
+    return profiles
+
+
+def _normalised(
+    profile: AgentProfile, base: Path_, lines: dict[Path_, int], problems: list[Problem]
+) -> AgentProfile:
+    numbers: list[str] = []
+    for index, number in enumerate(profile.numbers):
+        e164 = to_e164(number)
+        if e164 is None:
+            line, path = _line_of(("numbers", index), base, lines)
+            problems.append(
+                Problem(line, _where(path), f"{number!r} is not a phone number in E.164 (+…)")
+            )
+        else:
+            numbers.append(e164)
+    return profile.model_copy(update={"numbers": numbers})
+
+
+def _cross_checks(
+    profiles: list[AgentProfile], entries: list[dict[str, Any]], lines: dict[Path_, int]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    names: dict[str, int] = {}
+    owners: dict[str, str] = {}
+    by_name = {entry.get("name"): index for index, entry in enumerate(entries)}
+    for profile in profiles:
+        index = by_name.get(profile.name, 0)
+        name_line, name_path = _line_of(("name",), ("agents", index), lines)
+        if profile.name == DEFAULT_AGENT_NAME:
+            problems.append(
+                Problem(
+                    name_line,
+                    _where(name_path),
+                    f"{DEFAULT_AGENT_NAME!r} is the agent of the environment (OPENAI_MODEL, …); "
+                    "pick another name",
+                )
+            )
+        if profile.name in names:
+            problems.append(Problem(name_line, _where(name_path), "two agents have this name"))
+        names[profile.name] = index
+        for position, number in enumerate(profile.numbers):
+            if number in owners:
+                line, path = _line_of(("numbers", position), ("agents", index), lines)
+                problems.append(
+                    Problem(line, _where(path), f"{number} is already agent {owners[number]!r}'s")
+                )
+            owners.setdefault(number, profile.name)
+    return problems
+
+
+def _error(source: str, problems: list[Problem]) -> AgentsFileError:
+    ordered = sorted(problems, key=lambda p: p.line)
+    return AgentsFileError("\n".join(f"{source}:{p.line}: {p.where}: {p.reason}" for p in ordered))
+
+
+def load_agents_file(path: Path, default: AgentProfile) -> list[AgentProfile]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise AgentsFileError(f"{path}: cannot read the agents file: {error}") from None
+    return parse_agents(text, default, source=str(path))
