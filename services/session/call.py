@@ -36,6 +36,7 @@ from services.session.sideband_events import (
     interpret,
 )
 from shared import metrics
+from shared.admission import release_call
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher, EventType, read_call_events
 from shared.logging import bind, fields
@@ -132,6 +133,7 @@ class CallRunner:
         await self._publish(
             EventType.CALL_REPORT, build_report(events, reason), msg_id=f"report:{self.call_id}"
         )
+        await release_call(self.ctx.js, self.call_id, self.job.agent)  # agent limit
         await self.lease.release()
         await self.msg.ack()
         self.ctx.events.forget(self.call_id)
