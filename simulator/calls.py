@@ -148,7 +148,7 @@ class SimulatedCall:
             self._changed = None
 
     async def wait_until(
-        self, predicate: Callable[[SimulatedCall], bool], timeout: float = 10.0
+        self, predicate: Callable[[SimulatedCall], bool], timeout: float | None = 10.0
     ) -> None:
         """Wait until `predicate(call)` holds; re-checked on every observable change.
 
@@ -267,7 +267,7 @@ class SimulatedCall:
         if drop_after is not None:
             conn.drop_timer = asyncio.get_running_loop().call_later(drop_after, conn.abort)
         if self._driver is None:
-            self._driver = asyncio.create_task(self._run_script())
+            self._driver = self._sim.spawn(self._run_script())
 
     def detach(self, ws: web.WebSocketResponse) -> None:
         conn = self._conns.pop(ws, None)
@@ -450,7 +450,7 @@ class SimulatedCall:
         first = by_worker and self._responses_started == 0
         if by_worker:
             self._responses_started += 1
-        self._response = asyncio.create_task(self._speak(self._response_id, text, first))
+        self._response = self._sim.spawn(self._speak(self._response_id, text, first))
         return self._response
 
     async def _speak(self, response_id: str, text: str, is_greeting: bool) -> None:
@@ -625,7 +625,7 @@ class SimulatedCall:
             self._response_active = True
             self._response_id = new_id("resp")
             self._idle.clear()
-            self._response = asyncio.create_task(
+            self._response = self._sim.spawn(
                 self._function_call(
                     call_id, step.tool_call.name, json.dumps(step.tool_call.arguments)
                 )

@@ -23,8 +23,7 @@ log = logging.getLogger("simulator")
 
 async def _report(call: SimulatedCall) -> None:
     """Log one call's outcome once it is over."""
-    while call.state not in ("rejected", "missed", "ended"):
-        await call.wait_until(lambda c: c.state in ("rejected", "missed", "ended"), timeout=3600)
+    await call.wait_until(lambda c: c.state in ("rejected", "missed", "ended"), timeout=None)
     log.info(
         "call %s %s (reason=%s, accepts=%d, sidebands=%d, agent said %d lines)",
         call.call_id,

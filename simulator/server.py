@@ -109,10 +109,11 @@ class Simulator:
         for call in list(self.calls.values()):
             call._finish("ended" if call.state == "accepted" else "missed", None, abort=True)
             await call.drop_sideband()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while self._tasks:  # cancelling may spawn (socket closes): repeat until none
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -187,7 +188,9 @@ class Simulator:
 
     async def _deliver(self, call: SimulatedCall, webhook_id: str, body: bytes) -> None:
         assert self._sender is not None
-        call.timeline.setdefault("webhook_sent", time.monotonic())
+
+        def sent() -> None:
+            call.timeline.setdefault("webhook_sent", time.monotonic())
 
         def record(wid: str, status: int | None, latency: float) -> None:
             call.webhook_attempts.append((wid, status, latency))
@@ -195,7 +198,7 @@ class Simulator:
                 call.timeline.setdefault("webhook_delivered", time.monotonic())
             call.notify()
 
-        if not await self._sender.deliver(webhook_id, body, record):
+        if not await self._sender.deliver(webhook_id, body, record, sent):
             log.warning("call %s: webhook %s not delivered", call.call_id, webhook_id)
 
     async def wait_all_ended(self, timeout: float = 30.0) -> None:

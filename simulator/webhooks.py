@@ -103,14 +103,25 @@ class WebhookSender:
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
 
-    async def deliver(self, webhook_id: str, body: bytes, on_attempt: AttemptHook) -> bool:
-        """Send until an exact 200 or `max_attempts`; return whether it was delivered."""
+    async def deliver(
+        self,
+        webhook_id: str,
+        body: bytes,
+        on_attempt: AttemptHook,
+        on_send: Callable[[], None] | None = None,
+    ) -> bool:
+        """Send until an exact 200 or `max_attempts`; return whether it was delivered.
+
+        `on_send` runs as each attempt actually leaves (after waiting for a slot).
+        """
         for attempt in range(self.max_attempts):
             if attempt:
                 await asyncio.sleep(self.retry_base_s * 2 ** (attempt - 1))
             status: int | None
             async with self._gate:
                 started = time.monotonic()
+                if on_send is not None:
+                    on_send()
                 try:
                     response = await self._client.post(
                         self.url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -316,3 +317,29 @@ async def test_chatter(simulator: Simulator, worker: Worker) -> None:
         + kinds.count("conversation.item.input_audio_transcription.delta")
         == 5
     )
+
+
+async def test_stop_leaves_nothing_behind(webhook_receiver, faults: Faults, worker: Worker) -> None:
+    sim = Simulator("sk-test-simulator", "whsec_AAAA", webhook_receiver.url, faults=faults)
+    await sim.start()
+    worker.sim = sim
+    script = CallerScript(agent_latency_s=5, steps=[{"chatter": {"rate": 10, "duration_s": 60}}])
+    calls = [await sim.place_call(script) for _ in range(3)]
+    sockets = []
+    for call in calls:
+        await worker.accept(call.call_id)
+        ws = await worker.attach(call.call_id)
+        await send(ws, GREET)  # a response stays active (long latency) when we stop
+        sockets.append(ws)
+    await calls[-1].wait_until(lambda c: len(c.client_events) == 1)
+    await sim.stop()
+    for ws in sockets:
+        with pytest.raises(websockets.ConnectionClosed):
+            await recv_until(ws, "never")
+    ours = [
+        task
+        for task in asyncio.all_tasks()
+        if "/simulator/" in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
+        and "/tests/" not in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
+    ]
+    assert ours == []
