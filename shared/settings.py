@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     def _strip(cls, value: str) -> str:
         return value.strip()
 
+    @field_validator("switchboard_control_token")
+    @classmethod
+    def _empty_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty token (e.g. `SWITCHBOARD_CONTROL_TOKEN=` in compose) turns the API off."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
     @property
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
