@@ -24,12 +24,14 @@ from typing import Any, Literal, Protocol
 
 import nats.errors
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from shared import metrics
 from shared.events import EventType
+from shared.streams import TOOL_RUNS_BUCKET
 
 TOOL_SUBJECT_PREFIX = "tools"
 # A `running` record older than its deadline by this much belongs to a dead run.
@@ -172,6 +174,11 @@ class ToolRunner:
         self._runs = runs
         self._worker = worker
         self._clock = clock
+
+    @classmethod
+    async def for_worker(cls, js: JetStreamContext, worker: str) -> ToolRunner:
+        """A runner on the worker's own connection (JetStreamContext keeps it as `_nc`)."""
+        return cls(js._nc, await js.key_value(TOOL_RUNS_BUCKET), worker)
 
     async def run(self, call: ToolCallRequest, publish: Publish) -> ToolResult:
         """The tool's result: run now, or the stored result of the one run there was."""
