@@ -85,12 +85,29 @@ class CallerSpoke:
 
 
 @dataclass(frozen=True)
+class ResponseStarted:
+    """A model response began: a `response.create` sent now would conflict."""
+
+
+@dataclass(frozen=True)
 class ServerError:
     code: str
     message: str
 
+    @property
+    def response_conflict(self) -> bool:
+        """Our `response.create` was refused because another response is still running."""
+        return self.code == "conversation_already_has_active_response"
 
-Meaning = Publish | ToolCall | ResponseDone | AudioStopped | CallerSpoke | ServerError | None
+    @property
+    def session_expired(self) -> bool:
+        """OpenAI's 60-minute session cap was reached: the call is about to end."""
+        return self.code == "session_expired"
+
+
+Meaning = (
+    Publish | ToolCall | ResponseDone | ResponseStarted | AudioStopped | CallerSpoke | ServerError
+) | None
 
 
 def interpret(event: dict[str, Any]) -> Meaning:
@@ -106,7 +123,8 @@ def interpret(event: dict[str, Any]) -> Meaning:
             return None
         return Publish(EventType.TRANSCRIPT_AGENT, {"text": text, "item_id": event.get("item_id")})
     if kind == "input_audio_buffer.dtmf_event_received":
-        return Publish(EventType.DTMF, {"digit": str(event.get("event", ""))[:8]})
+        digit = str(event.get("event", ""))[:8]
+        return Publish(EventType.DTMF, {"digit": digit}) if digit else None
     if kind == "response.function_call_arguments.done":
         return ToolCall(
             tool_call_id=str(event.get("call_id", "")),
@@ -114,6 +132,8 @@ def interpret(event: dict[str, Any]) -> Meaning:
             arguments=str(event.get("arguments") or "{}"),
             response_id=event.get("response_id"),
         )
+    if kind == "response.created":
+        return ResponseStarted()
     if kind == "response.done":
         response = event.get("response") or {}
         return ResponseDone(response_id=response.get("id") if isinstance(response, dict) else None)
@@ -127,9 +147,39 @@ def interpret(event: dict[str, Any]) -> Meaning:
     return None
 
 
+def response_create(instructions: str | None = None) -> dict[str, Any]:
+    """Ask the model to speak now; with instructions, for this response only."""
+    if instructions is None:
+        return {"type": "response.create"}
+    return {"type": "response.create", "response": {"instructions": instructions}}
+
+
 def greeting_event(greeting: str) -> dict[str, Any]:
     """The model does not speak first on SIP: ask it to greet at once."""
+    return response_create(f"Greet the caller: {greeting}")
+
+
+def goodbye_event() -> dict[str, Any]:
+    """The call reached its time limit: the agent says goodbye before we hang up."""
+    return response_create(
+        "Say goodbye to the caller: I'm sorry, we have reached the time limit for this call. "
+        "Thank you for calling, goodbye!"
+    )
+
+
+def idle_prompt_event() -> dict[str, Any]:
+    """The caller has been silent: ask once whether they are still there."""
+    return response_create("Say to the caller: Are you still there?")
+
+
+def tool_output_item(tool_call_id: str, output: str) -> dict[str, Any]:
+    """The answer to one function call (sent after the response that asked is done)."""
     return {
-        "type": "response.create",
-        "response": {"instructions": f"Greet the caller: {greeting}"},
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": tool_call_id, "output": output},
     }
+
+
+def session_update(session: dict[str, Any]) -> dict[str, Any]:
+    """A `session.update`: OpenAI's GA API refuses one without `session.type` "realtime"."""
+    return {"type": "session.update", "session": {**session, "type": "realtime"}}

@@ -1,22 +1,36 @@
-"""The session worker's job loop, whole in one file.
+"""The session worker: claim calls while a slot is free, report slots, drain on SIGTERM.
 
-Claim a call only when a slot is free (fetch one job at a time: a prefetched job would
-get no heartbeat and be run twice), run it as a task, report free slots for the
-acceptor's admission control, and on SIGTERM stop claiming and drain.
+Claiming fetches one job at a time and only when a slot is free: a prefetched job would
+get no heartbeat and be run twice. Free slots go to the `worker_slots` bucket for the
+acceptor's admission control (and for draining workers, below).
+
+Draining (SIGTERM): readiness turns 503 and claiming stops. Each live call is handed off
+(lease released, job returned with `nak`) only while other workers report free slots, so
+another worker re-attaches at once. A hand-off nobody took is visible (the lease stays
+absent, the job pending): the draining worker fetches it back and keeps serving it. Calls
+it cannot hand off it keeps until they end or the drain deadline passes; at the deadline
+the rest are handed off whatever the reports say, to be picked up by the next worker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
+import time
 
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import Header
+from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from services.session.call import CallRunner, WorkerContext
+from services.session.call import CallRunner, RunOutcome, WorkerContext
+from services.session.lease import CallLease
+from services.session.slots import SlotReport, free_elsewhere, handoff_budget
 from shared import metrics
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher
@@ -35,6 +49,13 @@ log = logging.getLogger(__name__)
 
 SLOT_REPORT_PERIOD_S = 2.0
 SLOT_REPORT_TTL_S = 10
+SLOT_REPORT_MIN_GAP_S = 0.1  # at most ten reports a second while calls come and go
+# A report older than this is ignored by draining workers (its worker may be gone).
+SLOT_REPORT_MAX_AGE_S = 3 * SLOT_REPORT_PERIOD_S
+FETCH_TIMEOUT_S = 1.0
+# A hand-off whose lease nobody created within this long is taken back.
+HANDOFF_CONFIRM_S = 3.0
+DRAIN_TICK_S = 0.25
 
 
 class SessionWorker:
@@ -45,16 +66,28 @@ class SessionWorker:
         self.draining = False
         self._nc: Client | None = None
         self._ctx: WorkerContext | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._slots: KeyValue | None = None
         self._free = asyncio.Semaphore(capacity)
         self._runners: dict[str, CallRunner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._loops: list[asyncio.Task[None]] = []
+        self._claimer: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # a call started or finished
+        self._slots_dirty = asyncio.Event()
+        self._handed_off: dict[str, float] = {}  # call id → when (monotonic), not yet taken
+        self._kept: set[str] = set()  # calls taken back: not handed off again
+        self._stopped = False
         metrics.SESSION_CAPACITY.set(capacity)
         self._update_gauges()
 
     @property
     def active_calls(self) -> int:
         return len(self._runners)
+
+    @property
+    def free_slots(self) -> int:
+        return 0 if self.draining else max(0, self.capacity - self.active_calls)
 
     def is_connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
@@ -77,38 +110,46 @@ class SessionWorker:
             events=CallEventPublisher(js),
             openai_client=call_control_client(self.settings),
         )
-        self._loops = [
-            asyncio.create_task(self._claim_loop()),
-            asyncio.create_task(self._report_slots()),
-        ]
+        self._slots = await js.key_value(WORKER_SLOTS_BUCKET)
+        self._sub = await js.pull_subscribe_bind(durable=SESSION_CONSUMER, stream=SESSIONS_STREAM)
+        self._reporter = asyncio.create_task(self._report_slots())
+        self._claimer = asyncio.create_task(self._claim_loop())
+
+    # -- claiming ----------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        assert self._ctx is not None
-        subscription = await self._ctx.js.pull_subscribe_bind(
-            durable=SESSION_CONSUMER, stream=SESSIONS_STREAM
-        )
         while not self.draining:
             await self._free.acquire()
             if self.draining:
                 self._free.release()
                 break
-            try:
-                messages = await subscription.fetch(1, timeout=2.0)
-            except nats.errors.TimeoutError:
+            message = await self._fetch_one()
+            if message is None:
                 self._free.release()
                 continue
-            except Exception as error:  # disconnected: wait for the reconnect
-                self._free.release()
-                log.warning("fetch failed: %s", type(error).__name__)
-                await asyncio.sleep(1.0)
-                continue
-            for message in messages:
-                task = asyncio.create_task(self._run(message))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            self._start(message)
 
-    async def _run(self, message: nats.aio.msg.Msg) -> None:
+    async def _fetch_one(self, timeout: float = FETCH_TIMEOUT_S) -> Msg | None:
+        assert self._sub is not None
+        try:
+            messages = await self._sub.fetch(1, timeout=timeout)
+        except nats.errors.TimeoutError:
+            return None
+        except Exception as error:  # disconnected: wait for the reconnect
+            log.warning("fetch failed: %s", type(error).__name__)
+            await asyncio.sleep(1.0)
+            return None
+        return messages[0] if messages else None
+
+    def _start(self, message: Msg) -> None:
+        """Run a claimed job; its slot (already taken) is released when the run ends."""
+        task = asyncio.create_task(self._run(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, message: Msg) -> None:
         assert self._ctx is not None
+        call_id = None
         try:
             try:
                 job = SessionJob.model_validate_json(message.data)
@@ -116,57 +157,184 @@ class SessionWorker:
                 log.error("malformed session job dropped")
                 await message.term()
                 return
+            call_id = job.call_id
             runner = CallRunner(job, message, self._ctx)
-            self._runners[job.call_id] = runner
-            self._update_gauges()
-            try:
-                await runner.run()
-            finally:
-                self._runners.pop(job.call_id, None)
+            self._runners[call_id] = runner
+            self._calls_changed()
+            outcome = await runner.run()
+            if outcome == RunOutcome.HANDED_OFF and call_id in self._handed_off:
+                self._handed_off[call_id] = time.monotonic()  # confirm from the nak on
         except Exception:
             log.exception("call runner failed")
         finally:
+            if call_id is not None:
+                self._runners.pop(call_id, None)
             self._free.release()
-            self._update_gauges()
+            self._calls_changed()
+
+    def _calls_changed(self) -> None:
+        self._update_gauges()
+        self._changed.set()
+        self._slots_dirty.set()
 
     def _update_gauges(self) -> None:
         metrics.SESSION_ACTIVE_CALLS.set(self.active_calls)
-        metrics.SESSION_FREE_SLOTS.set(0 if self.draining else self.capacity - self.active_calls)
+        metrics.SESSION_FREE_SLOTS.set(self.free_slots)
+
+    # -- slot reports ------------------------------------------------------------------------
 
     async def _report_slots(self) -> None:
-        """Free slots in the `worker_slots` bucket, TTL'd so a dead worker's vanish."""
+        """Free slots in `worker_slots`, TTL'd so a dead worker's vanish; sent on every
+        change (at most ten a second) and every SLOT_REPORT_PERIOD_S."""
         assert self._ctx is not None
         while True:
-            free = 0 if self.draining else self.capacity - self.active_calls
-            value = {"free": free, "capacity": self.capacity, "draining": self.draining}
+            self._slots_dirty.clear()
+            await self._publish_slots()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slots_dirty.wait(), SLOT_REPORT_PERIOD_S)
+            await asyncio.sleep(SLOT_REPORT_MIN_GAP_S)  # rate limit, not synchronisation
+
+    async def _publish_slots(self) -> None:
+        assert self._ctx is not None
+        report = SlotReport(
+            worker=self.worker_id,
+            free=self.free_slots,
+            capacity=self.capacity,
+            active=self.active_calls,
+            draining=self.draining,
+            at=time.time(),
+        )
+        try:
+            await self._ctx.js.publish(
+                f"$KV.{WORKER_SLOTS_BUCKET}.{self.worker_id}",
+                report.to_json(),
+                msg_ttl=SLOT_REPORT_TTL_S,
+                headers={Header.ROLLUP.value: "sub"},
+            )
+        except Exception as error:
+            log.warning("slot report failed: %s", type(error).__name__)
+
+    async def _slot_reports(self) -> list[SlotReport]:
+        assert self._slots is not None
+        try:
+            keys = await self._slots.keys()
+        except NoKeysError:
+            return []
+        reports = []
+        for key in keys:
             try:
-                await self._ctx.js.publish(
-                    f"$KV.{WORKER_SLOTS_BUCKET}.{self.worker_id}",
-                    json.dumps(value).encode(),
-                    msg_ttl=SLOT_REPORT_TTL_S,
-                    headers={Header.ROLLUP.value: "sub"},
-                )
-            except Exception as error:
-                log.warning("slot report failed: %s", type(error).__name__)
-            await asyncio.sleep(SLOT_REPORT_PERIOD_S)
+                entry = await self._slots.get(key)
+            except KeyNotFoundError:
+                continue
+            report = SlotReport.parse(key, entry.value)
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    # -- draining ----------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """Stop claiming; let calls end within the drain deadline; hand off the rest."""
+        """Stop claiming, hand calls off or keep them until the deadline, then disconnect."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.draining = True
         metrics.DRAINING.set(1)
-        self._update_gauges()
-        for loop in self._loops[:1]:
-            loop.cancel()
-        if self._tasks:
-            _, pending = await asyncio.wait(
-                set(self._tasks), timeout=self.settings.session_drain_deadline_s
-            )
-            for runner in list(self._runners.values()):
-                await runner.hand_off()
-            if pending:
-                await asyncio.wait(pending, timeout=5.0)
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._calls_changed()
+        if self._claimer is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._claimer), FETCH_TIMEOUT_S + 1.0)
+            except TimeoutError:
+                self._claimer.cancel()
+            await asyncio.gather(self._claimer, return_exceptions=True)
+        if self._ctx is not None:
+            try:
+                await self._drain()
+            except Exception:
+                log.exception("drain failed; remaining calls are left to their leases")
+        if self._reporter is not None:
+            self._reporter.cancel()
+            await asyncio.gather(self._reporter, return_exceptions=True)
+        if self._slots is not None:
+            with contextlib.suppress(Exception):
+                await self._slots.delete(self.worker_id)
         if self._nc is not None:
-            await self._nc.drain()
+            # Everything of ours was awaited; flush the last naks/acks and close (a drain
+            # would wait on the pull subscription's lingering fetch request).
+            with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=2)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        log.info("session worker stopped")
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.session_drain_deadline_s
+        log.info("draining %d calls", self.active_calls)
+        while (self._runners or self._handed_off) and loop.time() < deadline:
+            await self._confirm_handoffs()
+            overdue = [
+                call_id
+                for call_id, at in self._handed_off.items()
+                if time.monotonic() - at >= HANDOFF_CONFIRM_S
+            ]
+            if overdue:
+                await self._take_back()
+            await self._hand_off_some()
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), DRAIN_TICK_S)
+        if self._runners:
+            log.warning("drain deadline: handing off %d calls as they are", len(self._runners))
+            await asyncio.gather(*(r.hand_off() for r in list(self._runners.values())))
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5.0)
+
+    async def _confirm_handoffs(self) -> None:
+        """A hand-off is done when another worker holds the call's lease."""
+        assert self._ctx is not None
+        for call_id in list(self._handed_off):
+            lease = CallLease(self._ctx.js, self._ctx.leases, call_id, self.worker_id, 1)
+            try:
+                holder = await lease.holder()
+            except Exception as error:
+                log.warning("lease lookup failed: %s", type(error).__name__)
+                return
+            if holder is not None and holder.worker != self.worker_id:
+                self._handed_off.pop(call_id, None)
+
+    async def _hand_off_some(self) -> None:
+        waiting = [
+            runner
+            for call_id, runner in self._runners.items()
+            if call_id not in self._handed_off and call_id not in self._kept
+        ]
+        if not waiting:
+            return
+        elsewhere = free_elsewhere(
+            await self._slot_reports(), self.worker_id, time.time(), SLOT_REPORT_MAX_AGE_S
+        )
+        budget = handoff_budget(elsewhere, len(self._handed_off), len(waiting))
+        for runner in waiting[:budget]:
+            self._handed_off[runner.call_id] = time.monotonic()
+            await runner.hand_off()
+
+    async def _take_back(self) -> None:
+        """Fetch a handed-off job nobody took, and serve its call again. Other jobs met on
+        the way are returned with a short delay, for workers that are not draining."""
+        message = await self._fetch_one(timeout=0.5)
+        if message is None:
+            return
+        try:
+            call_id = SessionJob.model_validate_json(message.data).call_id
+        except ValidationError:
+            await message.term()
+            return
+        if call_id not in self._handed_off:
+            await message.nak(delay=1.0)
+            return
+        self._handed_off.pop(call_id, None)
+        self._kept.add(call_id)
+        log.info("hand-off not taken: serving the call again", extra={"call_id": call_id})
+        await self._free.acquire()
+        self._start(message)

@@ -1,0 +1,50 @@
+"""What a call's own events say about its past, for a worker taking it over. Pure.
+
+A worker that takes over a call (after a crash, a hand-off or a stale owner) must not
+greet again and must number its ownership after the last one. Neither can come from the
+JetStream delivery count: a `nak` to wait for a lease, or a hand-off, also counts as a
+delivery. The call's events are durable and shared by every worker, so they decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.events import CallEvent, EventType
+
+
+@dataclass(frozen=True)
+class CallHistory:
+    attempts: int = 0  # ownerships that attached so far (the next one is attempts + 1)
+    greeted: bool = False  # a greeting was sent by an earlier owner
+    ended_reason: str | None = None  # `call.ended` already published (by a dead owner)
+    reported: bool = False  # `call.report` already published
+
+    @property
+    def next_attempt(self) -> int:
+        return self.attempts + 1
+
+    @classmethod
+    def from_events(cls, events: list[CallEvent]) -> CallHistory:
+        attempts = 0
+        greeted = False
+        ended_reason: str | None = None
+        reported = False
+        for event in events:
+            if event.type == EventType.SESSION_ATTACHED:
+                attempts = max(attempts, _int(event.data.get("attempt"), 1))
+                # Workers publish `greeted` after the greeting went out; an attach event
+                # without the field (an older worker) greeted on its first attempt.
+                greeted = greeted or bool(event.data.get("greeted", True))
+            elif event.type == EventType.CALL_ENDED:
+                ended_reason = str(event.data.get("reason", "error"))
+            elif event.type == EventType.CALL_REPORT:
+                reported = True
+        return cls(attempts, greeted, ended_reason, reported)
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
