@@ -87,12 +87,12 @@ def _tool_kind(value: Any) -> str:
     """`builtin: …` entries are built-ins, everything else a function tool: one clear error
     per tool instead of one per union member."""
     if isinstance(value, dict):
-        return "builtin" if "builtin" in value else "function"
-    return "builtin" if isinstance(value, BuiltinTool) else "function"
+        return "builtin_tool" if "builtin" in value else "function_tool"
+    return "builtin_tool" if isinstance(value, BuiltinTool) else "function_tool"
 
 
 Tool = Annotated[
-    Annotated[FunctionTool, Tag("function")] | Annotated[BuiltinTool, Tag("builtin")],
+    Annotated[FunctionTool, Tag("function_tool")] | Annotated[BuiltinTool, Tag("builtin_tool")],
     Discriminator(_tool_kind),
 ]
 

@@ -147,34 +147,35 @@ def parse_agents(
             line, path = _line_of((formats[0],), base, lines)
             problems.append(Problem(line, _where(path), AUDIO_FORMAT_REASON))
             continue
+        entry = {**inherited, **entry}
+        if isinstance(entry.get("numbers"), list):
+            entry["numbers"] = _numbers(entry["numbers"], base, lines, problems)
         try:
-            profile = AgentProfile.model_validate({**inherited, **entry})
+            profiles.append(AgentProfile.model_validate(entry))
         except ValidationError as error:
             for item in error.errors():
                 line, path = _line_of(item["loc"], base, lines)
                 problems.append(Problem(line, _where(path), _reason(item)))
-            continue
-        profiles.append(_normalised(profile, base, lines, problems))
     problems += _cross_checks(profiles, document.agents, lines)
     if problems:
         raise _error(source, problems)
     return profiles
 
 
-def _normalised(
-    profile: AgentProfile, base: Path_, lines: dict[Path_, int], problems: list[Problem]
-) -> AgentProfile:
-    numbers: list[str] = []
-    for index, number in enumerate(profile.numbers):
-        e164 = to_e164(number)
+def _numbers(
+    numbers: list[Any], base: Path_, lines: dict[Path_, int], problems: list[Problem]
+) -> list[Any]:
+    """The numbers in E.164 (`+1 (800) 555-1212` → `+18005551212`), each bad one a problem."""
+    normalised: list[Any] = []
+    for index, number in enumerate(numbers):
+        e164 = to_e164(number) if isinstance(number, str) else None
         if e164 is None:
             line, path = _line_of(("numbers", index), base, lines)
             problems.append(
                 Problem(line, _where(path), f"{number!r} is not a phone number in E.164 (+…)")
             )
-        else:
-            numbers.append(e164)
-    return profile.model_copy(update={"numbers": numbers})
+        normalised.append(e164 or number)
+    return normalised
 
 
 def _cross_checks(
