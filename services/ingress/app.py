@@ -23,13 +23,12 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from nats.js import JetStreamContext
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.ingress.publish import publish_call
+from services.ingress.publish import CallPublisher
 from services.ingress.webhook import Webhook, WebhookRefused, WebhookVerifier
 from shared import metrics
 from shared.logging import bound, clean
@@ -60,19 +59,19 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 class WebhookEndpoint:
     """`POST /api/voice/realtime-webhook`: cap, verify, parse, make durable, answer.
 
-    `js` returns the JetStream context while NATS is connected and None otherwise, so an
-    outage answers 503 at once instead of queueing publishes in the client's buffer.
+    `publisher` returns the call publisher while NATS is connected and None otherwise, so
+    an outage answers 503 at once instead of queueing publishes in the client's buffer.
     """
 
     def __init__(
         self,
         verifier: WebhookVerifier,
-        js: Callable[[], JetStreamContext | None],
+        publisher: Callable[[], CallPublisher | None],
         max_bytes: int,
         publish_timeout_s: float = PUBLISH_TIMEOUT_S,
     ) -> None:
         self._verifier = verifier
-        self._js = js
+        self._publisher = publisher
         self._max_bytes = max_bytes
         self._publish_timeout_s = publish_timeout_s
 
@@ -108,12 +107,12 @@ class WebhookEndpoint:
 
     async def _publish(self, webhook: Webhook) -> Response:
         assert webhook.call is not None
-        js = self._js()
-        if js is None:
+        publisher = self._publisher()
+        if publisher is None:
             return _refuse(503, "unavailable", "event store unavailable")
         try:
             async with asyncio.timeout(self._publish_timeout_s):
-                outcome = await publish_call(js, webhook.call, self._publish_timeout_s)
+                outcome = await publisher.publish(webhook.call)
         except Exception as error:  # NATS down, slow or refusing: OpenAI will retry
             log.warning("webhook not made durable: %s", type(error).__name__)
             return _refuse(503, "unavailable", "event store unavailable")

@@ -14,10 +14,10 @@ import asyncio
 import logging
 
 from nats.aio.client import Client
-from nats.js import JetStreamContext
 
-from services.ingress.app import WebhookEndpoint, build_app
+from services.ingress.app import PUBLISH_TIMEOUT_S, WebhookEndpoint, build_app
 from services.ingress.control import control_routes
+from services.ingress.publish import CallPublisher
 from services.ingress.webhook import WebhookVerifier
 from shared import metrics
 from shared.nats import connect
@@ -38,25 +38,25 @@ class Ingress:
     def __init__(self, settings: Settings, host: str, port: int) -> None:
         self.settings = settings
         self._nc: Client | None = None
-        self._js: JetStreamContext | None = None
+        self._publisher: CallPublisher | None = None
         self._draining = False
         self._connecting: asyncio.Task[None] | None = None
         endpoint = WebhookEndpoint(
             WebhookVerifier(settings.webhook_secrets),
-            js=self._connected_js,
+            publisher=self._connected_publisher,
             max_bytes=settings.webhook_max_bytes,
         )
         control = control_routes(settings.switchboard_control_token, lambda: self._nc)
         self.app = build_app(endpoint, [*ops_routes(self.is_ready), *control])
         self.http = HttpServer(self.app, host, port)
 
-    def _connected_js(self) -> JetStreamContext | None:
+    def _connected_publisher(self) -> CallPublisher | None:
         if self._nc is None or not self._nc.is_connected:
             return None
-        return self._js
+        return self._publisher
 
     def is_ready(self) -> bool:
-        ready = not self._draining and self._connected_js() is not None
+        ready = not self._draining and self._connected_publisher() is not None
         metrics.READY.set(ready)
         return ready
 
@@ -82,7 +82,8 @@ class Ingress:
                 if nc is not None:
                     await nc.close()
                 await asyncio.sleep(CONNECT_RETRY_S)
-        self._nc, self._js = nc, js
+        self._publisher = CallPublisher(js, timeout_s=PUBLISH_TIMEOUT_S)
+        self._nc = nc
         log.info("ingress connected to nats")
 
     async def wait_connected(self) -> None:

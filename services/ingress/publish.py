@@ -17,6 +17,8 @@ acceptor's claim on the call id makes that one accept.
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from enum import StrEnum
 
 from nats.js import JetStreamContext
@@ -29,6 +31,8 @@ from shared.streams import INCOMING_CALL_SUBJECT, WEBHOOKS_STREAM
 
 # JetStream's "wrong last sequence" errors: here, the call already has events.
 _WRONG_LAST_SEQUENCE = (10071, 10164)
+# Calls whose `call.received` this process knows to be stored (~100 bytes each).
+RECENT_CALLS = 65_536
 
 
 class Published(StrEnum):
@@ -50,32 +54,77 @@ def received_event(call: IncomingCall) -> CallEvent:
     )
 
 
-async def publish_call(js: JetStreamContext, call: IncomingCall, timeout_s: float) -> Published:
-    """Publish `call.received` (unless the call has events) then the webhook message.
+class CallPublisher:
+    """Publishes verified calls; one per process, shared by all requests.
 
-    Raises whatever NATS raises (timeout, no responders, disconnected): nothing after the
-    failing step was published, and a retry with the same webhook id is harmless.
+    Every publish to `calls.events.<call_id>` is seen by plain NATS subscribers (the dev
+    console, `nats sub`) even when JetStream refuses to store it. So repeats of a call that
+    this process already received skip the `call.received` publish altogether: concurrent
+    copies wait for the first one's outcome, later ones find the call in a bounded memory
+    of recent calls. What that memory misses (another replica, a retry hours later) is
+    still refused by JetStream, so the stream never holds a second `call.received`.
     """
-    try:
-        await js.publish(
-            event_subject(call.call_id),
-            received_event(call).to_json(),
-            timeout=timeout_s,
-            stream=CALL_EVENTS_STREAM,
-            headers={
-                Header.MSG_ID.value: f"received:{call.call_id}",
-                Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0",
-            },
+
+    def __init__(
+        self, js: JetStreamContext, *, timeout_s: float, remember: int = RECENT_CALLS
+    ) -> None:
+        self._js = js
+        self._timeout_s = timeout_s
+        self._remember = remember
+        self._received: OrderedDict[str, None] = OrderedDict()
+        self._in_flight: dict[str, asyncio.Future[bool]] = {}
+
+    async def publish(self, call: IncomingCall) -> Published:
+        """`call.received` (unless the call has events) then the webhook message.
+
+        Raises whatever NATS raises (timeout, no responders, disconnected): nothing after
+        the failing step was published, and a retry with the same webhook id is harmless.
+        """
+        await self._ensure_received(call)
+        ack = await self._js.publish(
+            INCOMING_CALL_SUBJECT,
+            call.model_dump_json().encode(),
+            timeout=self._timeout_s,
+            stream=WEBHOOKS_STREAM,
+            headers={Header.MSG_ID.value: call.webhook_id},
         )
-    except APIError as error:
-        if error.err_code not in _WRONG_LAST_SEQUENCE:
-            raise
-        # The call already has events: it was received before (a retry or a new id).
-    ack = await js.publish(
-        INCOMING_CALL_SUBJECT,
-        call.model_dump_json().encode(),
-        timeout=timeout_s,
-        stream=WEBHOOKS_STREAM,
-        headers={Header.MSG_ID.value: call.webhook_id},
-    )
-    return Published.DUPLICATE if ack.duplicate else Published.NEW
+        return Published.DUPLICATE if ack.duplicate else Published.NEW
+
+    async def _ensure_received(self, call: IncomingCall) -> None:
+        call_id = call.call_id
+        while call_id not in self._received:
+            pending = self._in_flight.get(call_id)
+            if pending is not None:
+                await asyncio.shield(pending)  # then look again: done, or our turn to try
+                continue
+            outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._in_flight[call_id] = outcome
+            try:
+                await self._publish_received(call)
+                self._remember_received(call_id)
+            finally:
+                del self._in_flight[call_id]
+                outcome.set_result(call_id in self._received)
+
+    async def _publish_received(self, call: IncomingCall) -> None:
+        try:
+            await self._js.publish(
+                event_subject(call.call_id),
+                received_event(call).to_json(),
+                timeout=self._timeout_s,
+                stream=CALL_EVENTS_STREAM,
+                headers={
+                    Header.MSG_ID.value: f"received:{call.call_id}",
+                    Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0",
+                },
+            )
+        except APIError as error:
+            if error.err_code not in _WRONG_LAST_SEQUENCE:
+                raise
+            # The call already has events: it was received before (a retry or a new id).
+
+    def _remember_received(self, call_id: str) -> None:
+        self._received[call_id] = None
+        self._received.move_to_end(call_id)
+        while len(self._received) > self._remember:
+            self._received.popitem(last=False)
