@@ -66,7 +66,7 @@ class CallActions:
     ) -> None:
         self.call_id = call_id
         self.agent = agent
-        self._runner = runner
+        self.runner = runner  # set once the worker's connection is known
         self._openai = openai_client
         self._hooks = hooks
         self.transfer: PendingTransfer | None = None
@@ -126,7 +126,7 @@ class CallActions:
         tool = next(
             (t for t in self.agent.tools if isinstance(t, FunctionTool) and t.name == name), None
         )
-        if tool is None or self._runner is None:
+        if tool is None or self.runner is None:
             await self._called(name, tool_call_id, arguments)
             result = ToolResult(error=f"tool {name} is not available")
             await self._completed(name, tool_call_id, result)
@@ -139,7 +139,7 @@ class CallActions:
             agent=self.agent.name,
             timeout_s=tool.timeout_s,
         )
-        return await self._runner.run(request, self._hooks.publish)
+        return await self.runner.run(request, self._hooks.publish)
 
     async def _end_call(self, tool_call_id: str, arguments: str) -> ToolResult:
         """The goodbye plays first: the runner hangs up at its `output_audio_buffer.stopped`,

@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 from pydantic import BaseModel, Field, ValidationError
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,13 @@ class CallControl:
         self._call = call
         self._worker = worker
         self._sub: Subscription | None = None
+
+    @classmethod
+    def for_call(
+        cls, js: JetStreamContext, call_id: str, call: Controllable, worker: str
+    ) -> CallControl:
+        """On the worker's own connection (JetStreamContext keeps it as `_nc`)."""
+        return cls(js._nc, call_id, call, worker)
 
     async def start(self) -> None:
         if self._sub is None:
