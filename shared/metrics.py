@@ -138,3 +138,7 @@ for _reason in (
     CALLS_ENDED.labels(_reason)
 for _outcome in ("transferred", "failed"):
     TRANSFERS.labels(_outcome)
+for _endpoint in ("accept", "reject", "hangup", "refer"):
+    OPENAI_REQUEST_SECONDS.labels(_endpoint)
+for _kind in ("first", "reattach"):
+    SESSION_ATTACH_SECONDS.labels(_kind)
