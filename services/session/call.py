@@ -36,6 +36,8 @@ from nats.js.errors import NoStreamResponseError
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from services.session.actions import CallActions, CallHooks
+from services.session.control import CallControl
 from services.session.guards import CallGuards, GuardAction
 from services.session.history import CallHistory
 from services.session.lease import CallLease, LeaseLost
@@ -57,6 +59,7 @@ from services.session.sideband_events import (
     response_create,
     tool_output_item,
 )
+from services.session.tools import ToolRunner
 from shared import metrics
 from shared.admission import release_call
 from shared.agents import BuiltinTool
@@ -144,6 +147,23 @@ class CallRunner:
         self._last_response: dict[str, Any] | None = None
         self._tool_outputs: list[dict[str, Any]] = []
         self._wake = asyncio.Event()  # re-plan the timers
+        # Tools, transfers and operator commands (services/session/actions.py).
+        self.actions = CallActions(
+            job.call_id,
+            job.agent,
+            None,
+            ctx.openai_client,
+            CallHooks(
+                publish=self._publish,
+                answer=self._queue_tool_output,
+                respond=self._request_response,
+                end_after_goodbye=lambda: self._end_after_goodbye(
+                    "agent_hangup", self.guards.goodbye_s
+                ),
+                hang_up=self._hang_up,
+                owns_call=self.lease.held,
+            ),
+        )
 
     def _goodbye_s(self) -> float:
         for tool in self.job.agent.tools:
@@ -171,6 +191,9 @@ class CallRunner:
             return await self._finish(history.ended_reason, already_ended=True)
         self.attempt = self.lease.attempt = history.next_attempt
         self._greeted = history.greeted
+        self.actions.runner = await ToolRunner.for_worker(self.ctx.js, self.ctx.worker_id)
+        control = CallControl.for_call(self.ctx.js, self.call_id, self.actions, self.ctx.worker_id)
+        await control.start()  # operator commands follow the call to whoever owns it
         heartbeat = asyncio.create_task(self._heartbeat())
         timers = asyncio.create_task(self._timers())
         try:
@@ -181,6 +204,8 @@ class CallRunner:
             for task in (heartbeat, timers):
                 task.cancel()
             await asyncio.gather(heartbeat, timers, return_exceptions=True)
+            await control.stop()
+            await self.actions.close()
             await self._close_socket()
         if self._lost or reason is None:
             return self._after_lease_lost()
@@ -273,6 +298,9 @@ class CallRunner:
             try:
                 ws = await self._attach(reconnects)
             except CallGone:
+                if self.actions.call_left():  # our REFER worked: the call left us
+                    await self.actions.transferred()
+                    return "transferred"
                 return self._gone_reason()
             except _HandingOff:
                 return "handoff"
@@ -434,27 +462,10 @@ class CallRunner:
     # -- tools (the built-in end_call; business tools are the seam below) ------------------
 
     async def _on_tool_call(self, call: ToolCall) -> None:
-        """A function call from the model. The answer goes through `_queue_tool_output`."""
-        started = time.perf_counter()
-        await self._publish(
-            EventType.TOOL_CALLED,
-            {"name": call.name, "tool_call_id": call.tool_call_id, "arguments": call.arguments},
-        )
-        if call.name == "end_call":
-            self._end_after_goodbye("agent_hangup", self.guards.goodbye_s)
-            result: dict[str, Any] = {"output": "ending the call; say goodbye briefly"}
-        else:
-            result = {"error": f"tool {call.name} is not available"}
-        await self._publish(
-            EventType.TOOL_COMPLETED,
-            {
-                "name": call.name,
-                "tool_call_id": call.tool_call_id,
-                **result,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-            },
-        )
-        await self._queue_tool_output(call.tool_call_id, json.dumps(result))
+        """A function call from the model: run as a task by the call's actions (business
+        tools once per tool_call_id, end_call, transfer_call); answers come back through
+        `_queue_tool_output`."""
+        self.actions.tool_call(call.tool_call_id, call.name, call.arguments)
 
     async def _queue_tool_output(self, tool_call_id: str, output: str) -> None:
         """Answer a tool call; sent at once if no response is running, else after it."""
