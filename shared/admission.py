@@ -115,10 +115,16 @@ class JsonCell:
         """Apply `decide(current) -> (new document or None for no write, result)`."""
         async with self._lock:
             for _ in range(_CAS_ATTEMPTS):
-                if self._revision is None:
+                fresh = self._revision is None
+                if fresh:
                     await self._load()
                 new, result = decide(self._document)
                 if new is None:
+                    if not fresh:
+                        # A decision not to write is not checked by the compare-and-set:
+                        # make it on the current document, not on this process's cache.
+                        self._revision = None
+                        continue
                     return result
                 value = json.dumps(new, separators=(",", ":")).encode()
                 try:

@@ -11,6 +11,7 @@ import socket
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.prometheus import NatsPrometheusMiddleware
+from openai import AsyncOpenAI
 from prometheus_client import REGISTRY
 
 from services.acceptor.acceptor import CallAcceptor
@@ -74,6 +75,7 @@ class Acceptor:
             directory, hook_timeout_s=self.options.switchboard_agent_hook_timeout_ms / 1000
         )
         self.admission: Admission | None = None
+        self._openai: AsyncOpenAI | None = None
         self.broker = NatsBroker(
             settings.nats_servers,
             max_reconnect_attempts=-1,
@@ -120,11 +122,12 @@ class Acceptor:
         )
         await self.admission.start()
         self.resolver.use_hook(nc)
+        self._openai = call_control_client(self.settings)
         self._acceptor = CallAcceptor(
             js=js,
             claims=await js.key_value(CALL_CLAIMS_BUCKET),
             events=CallEventPublisher(js),
-            openai_client=call_control_client(self.settings),
+            openai_client=self._openai,
             resolve_agent=self.resolver,
             admission=self.admission,
             deadline_s=self.settings.accept_deadline_s,
@@ -145,6 +148,8 @@ class Acceptor:
             await self.reloader.stop()
         if self.admission is not None:
             await self.admission.stop()
+        if self._openai is not None:
+            await self._openai.close()
         await self.http.stop()
 
 
