@@ -1,0 +1,189 @@
+"""The AsyncAPI 3 document of every NATS subject Switchboard uses, generated from the code.
+
+The payload schemas come from the pydantic models the services really send and parse
+(`IncomingCall`, `SessionJob`, `CallEvent`, `ToolRequest`, …), and the subjects from the
+constants the services use, so the document cannot drift from the code without the test
+(`tests/observability/test_asyncapi.py`) noticing. A FastStream broker that never connects
+is the vehicle: FastStream turns subscribers and publishers into AsyncAPI operations.
+
+Regenerate `docs/asyncapi.yaml` with `python -m switchboard.asyncapi > docs/asyncapi.yaml`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from importlib.metadata import version
+from typing import Any
+
+import yaml
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.acceptor.hook import RESOLVE_SUBJECT, ResolveReply, ResolveRequest
+from services.session.control import CONTROL_SUBJECT_PREFIX, ControlCommand, ControlReply
+from services.session.tools import TOOL_SUBJECT_PREFIX, ToolRequest
+from shared.calls import IncomingCall, SessionJob
+from shared.events import CALL_EVENTS_STREAM, CALL_EVENTS_SUBJECT, CallEvent
+from shared.streams import (
+    ACCEPTOR_CONSUMER,
+    CALL_CLAIMS_BUCKET,
+    CALL_LEASES_BUCKET,
+    INCOMING_CALL_SUBJECT,
+    SESSION_CONSUMER,
+    SESSION_JOB_SUBJECT,
+    SESSIONS_STREAM,
+    TOOL_RUNS_BUCKET,
+    WEBHOOKS_STREAM,
+    WORKER_SLOTS_BUCKET,
+)
+
+
+class ToolReply(BaseModel):
+    """The answer a tool service sends to a request on `tools.<name>` (external contract).
+
+    Exactly one of the two fields. The session worker itself reads replies as plain JSON
+    (`services/session/tools.py`, `ToolResult`); this model exists to document them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    output: Any = Field(None, description="the tool's result, any JSON, given to the model")
+    error: str | None = Field(None, description="a failure message the model is told")
+
+
+DESCRIPTION = f"""\
+Every NATS subject Switchboard publishes or answers. JSON payloads throughout.
+
+JetStream streams: `{WEBHOOKS_STREAM}` (work queue, `webhooks.>`, consumer `{ACCEPTOR_CONSUMER}`),
+`{SESSIONS_STREAM}` (work queue, `{SESSION_JOB_SUBJECT}`, consumer `{SESSION_CONSUMER}`),
+`{CALL_EVENTS_STREAM}` (limits, `{CALL_EVENTS_SUBJECT}.>`, 7 days).
+KV buckets: `{CALL_CLAIMS_BUCKET}` (call id -> the acceptor's claim: one accept per call),
+`{CALL_LEASES_BUCKET}` (call id -> owning session worker, TTL'd lease),
+`{WORKER_SLOTS_BUCKET}` (worker id -> free slots, TTL'd, for admission control),
+`{TOOL_RUNS_BUCKET}` (call and tool call id -> run record: one run per tool call).
+
+Request/reply subjects (`tools.<name>`, `agents.resolve`, `calls.control.<call_id>`) are
+core NATS requests: the reply goes to the requester's inbox; its payload is documented as
+the `...reply` operation of the same subject.
+"""
+
+
+def build_broker() -> NatsBroker:
+    """A broker carrying every subject as a subscriber or publisher (never connected)."""
+    broker = NatsBroker()
+    webhooks = JStream(WEBHOOKS_STREAM, declare=False)
+    sessions = JStream(SESSIONS_STREAM, declare=False)
+    events = JStream(CALL_EVENTS_STREAM, declare=False)
+
+    # ingress -> acceptor
+    broker.publisher(
+        INCOMING_CALL_SUBJECT, stream=webhooks, schema=IncomingCall, title="ingress:incoming-call",
+        description="The ingress publishes one per verified realtime.call.incoming webhook "
+        "(Nats-Msg-Id = webhook-id, so OpenAI's retries are deduplicated), then answers 200.",
+    )  # fmt: skip
+
+    @broker.subscriber(
+        INCOMING_CALL_SUBJECT, stream=webhooks, durable=ACCEPTOR_CONSUMER, pull_sub=PullSub(),
+        title="acceptor:incoming-call",
+        description="The acceptor decides: accept (then a session job), reject, or miss.",
+    )  # fmt: skip
+    async def incoming_call(call: IncomingCall) -> None: ...
+
+    # acceptor -> session workers
+    broker.publisher(
+        SESSION_JOB_SUBJECT, stream=sessions, schema=SessionJob, title="acceptor:session-job",
+        description="One per accepted call (Nats-Msg-Id = job:<call_id>).",
+    )  # fmt: skip
+
+    @broker.subscriber(
+        SESSION_JOB_SUBJECT, stream=sessions, durable=SESSION_CONSUMER, pull_sub=PullSub(),
+        title="session:session-job",
+        description="A session worker claims a job only while it has a free slot and holds "
+        "it (+WPI) for the whole call; redelivered to another worker if it dies.",
+    )  # fmt: skip
+    async def session_job(job: SessionJob) -> None: ...
+
+    # every service -> anyone watching calls
+    broker.publisher(
+        f"{CALL_EVENTS_SUBJECT}.{{call_id}}", stream=events, schema=CallEvent,
+        title="calls:events",
+        description="Per-call lifecycle and transcript events; `seq` counts from 1 per call "
+        "without gaps or repeats, whichever process publishes. Types: call.received, "
+        "call.accepted, call.rejected, call.missed, call.failed, session.attached, "
+        "session.detached, transcript.caller, transcript.agent, dtmf, tool.called, "
+        "tool.completed, call.transferred, transfer.failed, call.ended, call.report.",
+    )  # fmt: skip
+
+    # session worker <-> tool services
+    @broker.subscriber(
+        f"{TOOL_SUBJECT_PREFIX}.{{name}}", title="tools:request",
+        description="A tool service answers requests for tool <name> (queue group "
+        "switchboard-tools, see switchboard.toolkit) within the tool's timeout_s.",
+    )  # fmt: skip
+    async def tool_request(request: ToolRequest) -> None: ...
+
+    broker.publisher(
+        f"{TOOL_SUBJECT_PREFIX}.{{name}}", schema=ToolReply, title="tools:reply",
+        description="The tool service's reply to the requester's inbox.",
+    )  # fmt: skip
+
+    # acceptor <-> an optional business hook
+    @broker.subscriber(
+        RESOLVE_SUBJECT, title="agents:resolve-request",
+        description="Optional: a business service may pick or adjust the agent profile of "
+        "a call within the hook budget (250 ms by default); no answer keeps the static one.",
+    )  # fmt: skip
+    async def resolve_request(request: ResolveRequest) -> None: ...
+
+    broker.publisher(
+        RESOLVE_SUBJECT, schema=ResolveReply, title="agents:resolve-reply",
+        description="The hook's reply; an empty object keeps the static profile.",
+    )  # fmt: skip
+
+    # ingress control API -> the worker that owns the call
+    @broker.subscriber(
+        f"{CONTROL_SUBJECT_PREFIX}.{{call_id}}", title="calls:control-request",
+        description="The ingress' control API asks the call's current owner (whichever "
+        "worker holds the lease subscribes) to hang up, transfer or say something.",
+    )  # fmt: skip
+    async def control_request(command: ControlCommand) -> None: ...
+
+    broker.publisher(
+        f"{CONTROL_SUBJECT_PREFIX}.{{call_id}}", schema=ControlReply,
+        title="calls:control-reply", description="The owning worker's answer.",
+    )  # fmt: skip
+    return broker
+
+
+HEADER = "# Generated by `python -m switchboard.asyncapi` from the code; do not edit.\n"
+_PARAMETERS = {
+    "call_id": "OpenAI's call id (rtc_...), as in the webhook",
+    "name": "the tool's name, as in the agent profile",
+}
+
+
+def document() -> str:
+    """The AsyncAPI 3 document, as YAML with sorted keys (stable, so diffs mean changes)."""
+    spec = AsyncAPI(
+        build_broker(),
+        title="Switchboard",
+        version=version("switchboard"),
+        description=DESCRIPTION,
+        schema_version="3.0.0",
+    )
+    doc = spec.to_specification().to_jsonable()
+    for channel in doc["channels"].values():
+        names = re.findall(r"\{(\w+)\}", channel["address"])
+        if names:  # AsyncAPI 3 wants every `{parameter}` of an address declared
+            channel["parameters"] = {name: {"description": _PARAMETERS[name]} for name in names}
+    return HEADER + yaml.safe_dump(doc, sort_keys=True, allow_unicode=True, width=100)
+
+
+def main() -> int:
+    sys.stdout.write(document())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
