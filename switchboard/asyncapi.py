@@ -6,7 +6,7 @@ constants the services use, so the document cannot drift from the code without t
 (`tests/observability/test_asyncapi.py`) noticing. A FastStream broker that never connects
 is the vehicle: FastStream turns subscribers and publishers into AsyncAPI operations.
 
-Regenerate `docs/asyncapi.yaml` with `python -m switchboard.asyncapi > docs/asyncapi.yaml`.
+Regenerate `docs/asyncapi.yaml` with `switchboard asyncapi > docs/asyncapi.yaml`.
 """
 
 from __future__ import annotations
@@ -180,7 +180,8 @@ def document() -> str:
     return HEADER + yaml.safe_dump(doc, sort_keys=True, allow_unicode=True, width=100)
 
 
-def main() -> int:
+def main(args: object = None) -> int:
+    """`switchboard asyncapi` (and `python -m switchboard.asyncapi`): the document on stdout."""
     sys.stdout.write(document())
     return 0
 

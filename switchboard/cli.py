@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--store-dir", default=".switchboard", help="JetStream store folder")
     dev.add_argument("--script", default=None, help="caller script for the demo calls")
+    commands.add_parser("asyncapi", help="print the AsyncAPI 3 document of every NATS subject")
     return parser
 
 
@@ -96,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.session.main import main as run
     elif args.command == "simulator":
         from simulator.main import main as run
+    elif args.command == "asyncapi":
+        from switchboard.asyncapi import main as run
     else:
         from switchboard.dev import main as run
     return run(args) or 0
