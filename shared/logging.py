@@ -1,7 +1,10 @@
 """Structured logging: one JSON object per line, carrying the call it concerns.
 
 `call_id`, `webhook_id` and `worker` are bound in context variables so every line logged
-while handling a call carries them without threading them through every call.
+while handling a call carries them without threading them through every call. `LOG_FORMAT=text`
+(what `switchboard dev` and `make run` use) prints the same fields as `key=value` after a
+readable message. Anything that looks like a credential is masked in both formats, as a
+last line of defence: secrets must never reach a log line.
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar
     "switchboard_log_context", default=None
 )
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# OpenAI API keys, webhook secrets, bearer tokens (the control API's, OpenAI's).
+_SECRETS = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{8,}|whsec_[A-Za-z0-9+/=]{8,})|(?<=Bearer )\S+")
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """`text` with anything shaped like an API key, webhook secret or bearer token masked."""
+    return _SECRETS.sub(REDACTED, text)
 
 
 def clean(text: str, limit: int = 256) -> str:
@@ -50,14 +61,14 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
             **(_context.get() or {}),
         }
         extra = getattr(record, "fields", None)
         if extra:
-            line.update(extra)
+            line.update({k: redact(v) if isinstance(v, str) else v for k, v in extra.items()})
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
+            line["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
@@ -69,7 +80,7 @@ class TextFormatter(logging.Formatter):
         text = f"{stamp} {record.levelname:<5} {record.name}: {record.getMessage()} {tail}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text.rstrip()
+        return redact(text.rstrip())
 
 
 def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
