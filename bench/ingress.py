@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -150,17 +151,34 @@ def _wait_ready(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError("ingress did not become ready")
 
 
+def _handler_buckets(port: int) -> dict[str, float]:
+    """Cumulative counts of the ingress' own 200s by histogram bucket (`le`), from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    buckets = {}
+    for match in re.finditer(
+        r"^switchboard_webhook_duration_seconds_bucket\{(.*?)\} (\S+)$", text, re.MULTILINE
+    ):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        if labels.get("status") == "200":
+            buckets[labels["le"]] = float(match.group(2))
+    return buckets
+
+
 def _phase(
     name: str, ingress_pid: int, port: int, secret: str, mode: str, rate: float, args
 ) -> dict[str, Any]:
     spec = [port, secret, mode, rate, args.seconds, args.connections]
     cpu_before = _cpu_seconds(ingress_pid)
+    buckets_before = _handler_buckets(port)
     out = subprocess.run(
         [sys.executable, "-m", "bench.ingress", "--generate", json.dumps(spec)],
         check=True,
         capture_output=True,
     ).stdout
     cpu = _cpu_seconds(ingress_pid) - cpu_before
+    buckets = {le: n - buckets_before.get(le, 0.0) for le, n in _handler_buckets(port).items()}
+    handled = buckets.get("+Inf", 0.0) or float("nan")
     result = json.loads(out)
     latencies = result.pop("latencies_ms")
     return {
@@ -174,6 +192,9 @@ def _phase(
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies, default=float("nan")),
         "ingress_cpu_pct": 100 * cpu / result["elapsed_s"],
+        # In the ingress' own handler (its histogram), free of the generator's scheduling.
+        "handler_le_5ms_pct": 100 * buckets.get("0.005", 0.0) / handled,
+        "handler_le_10ms_pct": 100 * buckets.get("0.01", 0.0) / handled,
     }
 
 
