@@ -21,7 +21,8 @@ WEBHOOKS = Counter(
 )
 WEBHOOK_AUTH_FAILURES = Counter(
     "switchboard_webhook_auth_failures_total",
-    "Webhooks refused with 401, by reason (missing_headers, bad_signature, stale, future)",
+    "Webhooks refused with 401, by reason (missing_headers, bad_signature, bad_timestamp, "
+    "stale, future)",
     ["reason"],
 )
 WEBHOOK_SECONDS = Histogram(
