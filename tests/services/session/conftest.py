@@ -134,7 +134,8 @@ class WorkerProcess:
         return self.process.returncode
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
@@ -164,6 +165,7 @@ class Workers:
     def stop_all(self) -> None:
         for worker in self.started:
             worker.stop()
+            print(f"--- {worker.worker_id} ---\n{worker.log()}")  # shown when a test fails
 
 
 @pytest.fixture
