@@ -1,12 +1,17 @@
 """The per-call event envelope and the publisher that numbers events without gaps or repeats.
 
-Every service publishes to `calls.events.<call_id>`. `seq` counts from 1 per call and must
-never skip or repeat, even when two processes publish for the same call at once (the
-acceptor and a worker, or a stale worker and its successor). JetStream gives that for
-free with optimistic concurrency on the subject: each publish carries
-`Nats-Expected-Last-Subject-Sequence`; a publish that lost a race is refused, and the
-publisher reloads the subject's last event and numbers again. `Nats-Msg-Id` makes a retry
+`seq` counts from 1 per call and must never skip or repeat, even when two processes publish
+for the same call at once (the acceptor and a worker, or a stale worker and its
+successor). JetStream gives that with optimistic concurrency on the subject: each publish
+carries `Nats-Expected-Last-Subject-Sequence`; a publish that lost a race is refused, and
+the publisher reloads the call's last event and numbers again. `Nats-Msg-Id` makes a retry
 of the same event idempotent.
+
+Publishers write to the call's journal subject `calls.journal.<call_id>`, which only the
+`CALL_EVENTS` stream listens to; the stream republishes each event it *stored* to
+`calls.events.<call_id>`. So a plain subscriber on `calls.events.>` sees every event once,
+in order, and never an attempt JetStream refused (a core NATS subscriber on the publish
+subject itself would see those too).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, Field
 
 CALL_EVENTS_STREAM = "CALL_EVENTS"
-CALL_EVENTS_SUBJECT = "calls.events"
+CALL_EVENTS_SUBJECT = "calls.events"  # the live feed: every stored event, once (contract)
+CALL_JOURNAL_SUBJECT = "calls.journal"  # where publishers write and the stream stores
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 
 
@@ -62,7 +68,13 @@ class CallEvent(BaseModel):
 
 
 def event_subject(call_id: str) -> str:
+    """The live subject of a call's events, for subscribers."""
     return f"{CALL_EVENTS_SUBJECT}.{call_id}"
+
+
+def journal_subject(call_id: str) -> str:
+    """The subject a call's events are published to and stored under."""
+    return f"{CALL_JOURNAL_SUBJECT}.{call_id}"
 
 
 def now_utc() -> datetime:
@@ -104,7 +116,7 @@ class CallEventPublisher:
     async def _publish(
         self, call_id: str, type: str, data: dict[str, Any], msg_id: str
     ) -> CallEvent | None:
-        subject = event_subject(call_id)
+        subject = journal_subject(call_id)
         tail = self._tails.get(call_id) or await self._load_tail(subject)
         while True:
             event = CallEvent(
@@ -153,7 +165,7 @@ async def read_call_events(js: JetStreamContext, call_id: str) -> list[CallEvent
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import DeliverPolicy
 
-    subject = event_subject(call_id)
+    subject = journal_subject(call_id)
     try:
         await js.get_last_msg(CALL_EVENTS_STREAM, subject)
     except NotFoundError:

@@ -15,13 +15,14 @@ from nats.js.api import (
     ConsumerConfig,
     DiscardPolicy,
     KeyValueConfig,
+    RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
 from nats.js.errors import BadRequestError
 
-from shared.events import CALL_EVENTS_STREAM, CALL_EVENTS_SUBJECT
+from shared.events import CALL_EVENTS_STREAM, CALL_EVENTS_SUBJECT, CALL_JOURNAL_SUBJECT
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ async def declare_topology(
         js,
         StreamConfig(
             name=CALL_EVENTS_STREAM,
-            subjects=[f"{CALL_EVENTS_SUBJECT}.>"],
+            subjects=[f"{CALL_JOURNAL_SUBJECT}.>"],
+            # Stored events only reach `calls.events.<call_id>` subscribers, each once.
+            republish=RePublish(src=f"{CALL_JOURNAL_SUBJECT}.>", dest=f"{CALL_EVENTS_SUBJECT}.>"),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             num_replicas=replicas,

@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from services.session.control import ControlCommand, ControlReply, control_subject
 from shared import metrics
-from shared.events import CALL_EVENTS_STREAM, event_subject
+from shared.events import CALL_EVENTS_STREAM, journal_subject
 from shared.streams import CALL_LEASES_BUCKET
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class ControlApi:
             return _answer("get", 404, {"error": "no such live call"})
         try:
             last = await nc.jetstream().get_last_msg(
-                CALL_EVENTS_STREAM, event_subject(call.call_id)
+                CALL_EVENTS_STREAM, journal_subject(call.call_id)
             )
             event = json.loads(last.data or b"{}")
             call.last_event = {k: event.get(k) for k in ("type", "seq", "ts")}

@@ -26,7 +26,7 @@ from nats.js.api import Header
 from nats.js.errors import APIError
 
 from shared.calls import IncomingCall
-from shared.events import CALL_EVENTS_STREAM, CallEvent, EventType, event_subject
+from shared.events import CALL_EVENTS_STREAM, CallEvent, EventType, journal_subject
 from shared.streams import INCOMING_CALL_SUBJECT, WEBHOOKS_STREAM
 
 # JetStream's "wrong last sequence" errors: here, the call already has events.
@@ -57,12 +57,12 @@ def received_event(call: IncomingCall) -> CallEvent:
 class CallPublisher:
     """Publishes verified calls; one per process, shared by all requests.
 
-    Every publish to `calls.events.<call_id>` is seen by plain NATS subscribers (the dev
-    console, `nats sub`) even when JetStream refuses to store it. So repeats of a call that
-    this process already received skip the `call.received` publish altogether: concurrent
-    copies wait for the first one's outcome, later ones find the call in a bounded memory
-    of recent calls. What that memory misses (another replica, a retry hours later) is
-    still refused by JetStream, so the stream never holds a second `call.received`.
+    Repeats of a call that this process already received skip the `call.received`
+    publish altogether (a round trip saved): concurrent copies wait for the first one's
+    outcome, later ones find the call in a bounded memory of recent calls. What that memory
+    misses (another replica, a retry hours later) is refused by JetStream, so the stream
+    (and the live `calls.events.<call_id>` feed it republishes) never holds a second
+    `call.received`.
     """
 
     def __init__(
@@ -109,7 +109,7 @@ class CallPublisher:
     async def _publish_received(self, call: IncomingCall) -> None:
         try:
             await self._js.publish(
-                event_subject(call.call_id),
+                journal_subject(call.call_id),
                 received_event(call).to_json(),
                 timeout=self._timeout_s,
                 stream=CALL_EVENTS_STREAM,

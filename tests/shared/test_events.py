@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import nats
 import pytest
@@ -65,3 +66,29 @@ async def test_a_publisher_continues_after_a_restart(js) -> None:
     await CallEventPublisher(js).publish("rtc_d", EventType.CALL_RECEIVED, {})
     event = await CallEventPublisher(js).publish("rtc_d", EventType.SESSION_ATTACHED, {})
     assert event is not None and event.seq == 2
+
+
+async def test_live_subscribers_see_each_stored_event_once(js) -> None:
+    """A publish JetStream refuses (a lost race, a repeated msg id) never reaches
+    `calls.events.<call_id>`: subscribers there see exactly the stored events."""
+    seen: list[int] = []
+    got_all = asyncio.Event()
+
+    async def on_event(msg) -> None:
+        seen.append(json.loads(msg.data)["seq"])
+        if len(seen) >= 41:
+            got_all.set()
+
+    await js._nc.subscribe("calls.events.rtc_live", cb=on_event)
+    left, right = CallEventPublisher(js), CallEventPublisher(js)
+
+    async def publish_many(publisher: CallEventPublisher) -> None:
+        for _ in range(20):
+            await publisher.publish("rtc_live", EventType.TRANSCRIPT_CALLER, {"text": "x"})
+            await publisher.publish("rtc_live", EventType.CALL_ENDED, {}, msg_id="ended:rtc_live")
+
+    await asyncio.gather(publish_many(left), publish_many(right))
+    await asyncio.wait_for(got_all.wait(), timeout=10)
+    await js._nc.flush()
+
+    assert seen == list(range(1, 42))  # 40 transcripts and one call.ended, in order

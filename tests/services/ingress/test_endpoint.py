@@ -13,7 +13,7 @@ from nats.js.api import Header
 
 from services.ingress.app import WEBHOOK_PATH
 from services.ingress.main import Ingress
-from shared.events import CALL_EVENTS_STREAM, CallEvent, event_subject
+from shared.events import CALL_EVENTS_STREAM, CallEvent, journal_subject
 from shared.nats_server import NatsServer, free_port
 from tests.services.ingress.conftest import (
     Signer,
@@ -117,7 +117,7 @@ async def test_call_received_is_never_added_to_a_call_that_has_events(
     `call.received`, whatever its webhook id (here the `received:` msg id is unused)."""
     call_id = new_call_id()
     accepted = CallEvent(type="call.accepted", call_id=call_id, seq=1, ts=time.time(), data={})
-    await js.publish(event_subject(call_id), accepted.to_json(), stream=CALL_EVENTS_STREAM)
+    await js.publish(journal_subject(call_id), accepted.to_json(), stream=CALL_EVENTS_STREAM)
     body = incoming_call(call_id)
 
     reply = await client.post(webhook_url, content=body, headers=signer.headers(body))
