@@ -18,6 +18,7 @@ once the response that asked is done. Only the built-in `end_call` is run here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -85,6 +86,14 @@ _RETRYABLE_NATS = (
     NoStreamResponseError,
     asyncio.TimeoutError,
 )
+
+
+async def wait_a_while(event: asyncio.Event, timeout: float) -> None:
+    """Until `event` is set or `timeout` passes. (Not `asyncio.wait_for`: on Python 3.11 it
+    can swallow a cancellation that races with the event, and the task never ends.)"""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
 
 
 class CallGone(Exception):
@@ -502,10 +511,7 @@ class CallRunner:
                     wake_at = min(wake_at, self._hangup_deadline - time.monotonic())
                 if wake_at > 0:
                     self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=wake_at)
-                    except TimeoutError:
-                        pass
+                    await wait_a_while(self._wake, wake_at)
                     continue
                 if self._hangup_deadline is not None and time.monotonic() >= self._hangup_deadline:
                     await self._hang_up(self._hangup_after_audio or "agent_hangup")

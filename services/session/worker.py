@@ -28,7 +28,7 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from services.session.call import CallRunner, RunOutcome, WorkerContext
+from services.session.call import CallRunner, RunOutcome, WorkerContext, wait_a_while
 from services.session.lease import CallLease
 from services.session.slots import SlotReport, free_elsewhere, handoff_budget
 from shared import metrics
@@ -190,8 +190,7 @@ class SessionWorker:
         while True:
             self._slots_dirty.clear()
             await self._publish_slots()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slots_dirty.wait(), SLOT_REPORT_PERIOD_S)
+            await wait_a_while(self._slots_dirty, SLOT_REPORT_PERIOD_S)
             await asyncio.sleep(SLOT_REPORT_MIN_GAP_S)  # rate limit, not synchronisation
 
     async def _publish_slots(self) -> None:
@@ -242,10 +241,10 @@ class SessionWorker:
         metrics.DRAINING.set(1)
         self._calls_changed()
         if self._claimer is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._claimer), FETCH_TIMEOUT_S + 1.0)
-            except TimeoutError:
-                self._claimer.cancel()
+            # It stops by itself after its current fetch; a stuck one is cancelled.
+            _, pending = await asyncio.wait({self._claimer}, timeout=FETCH_TIMEOUT_S + 1.0)
+            for task in pending:
+                task.cancel()
             await asyncio.gather(self._claimer, return_exceptions=True)
         if self._ctx is not None:
             try:
@@ -282,8 +281,7 @@ class SessionWorker:
                 await self._take_back()
             await self._hand_off_some()
             self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), DRAIN_TICK_S)
+            await wait_a_while(self._changed, DRAIN_TICK_S)
         if self._runners:
             log.warning("drain deadline: handing off %d calls as they are", len(self._runners))
             await asyncio.gather(*(r.hand_off() for r in list(self._runners.values())))

@@ -160,6 +160,10 @@ class Workers:
         worker = WorkerProcess(self.stack, worker_id, capacity, self.cwd, drain_deadline_s)
         self.started.append(worker)
         await worker.wait_ready()
+        # The acceptor admits calls only into slots it has seen reported: wait for them.
+        admission = getattr(self.stack.acceptor, "admission", None)
+        if admission is not None:
+            await admission.wait_for_free(lambda free: free >= capacity, timeout=10)
         return worker
 
     def stop_all(self) -> None:
