@@ -1,0 +1,190 @@
+"""The session worker's pure decisions: sideband meanings, guards, history, slots, report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from services.session.guards import CallGuards, GuardAction
+from services.session.history import CallHistory
+from services.session.report import build_report
+from services.session.sideband_events import (
+    AudioStopped,
+    Publish,
+    ResponseDone,
+    ResponseStarted,
+    ServerError,
+    ToolCall,
+    canonical_type,
+    greeting_event,
+    interpret,
+    session_update,
+)
+from services.session.slots import SlotReport, free_elsewhere, handoff_budget
+from shared.events import CallEvent, EventType
+
+# -- sideband events ----------------------------------------------------------------------
+
+
+def test_ga_and_beta_transcript_names_mean_the_same() -> None:
+    for kind in ("response.output_audio_transcript.done", "response.audio_transcript.done"):
+        meaning = interpret({"type": kind, "transcript": " Hello ", "item_id": "item_1"})
+        assert meaning == Publish(
+            EventType.TRANSCRIPT_AGENT, {"text": "Hello", "item_id": "item_1"}
+        )
+    assert canonical_type({"type": "conversation.item.created"}) == "conversation.item.added"
+
+
+def test_caller_transcript_dtmf_and_empty_ones() -> None:
+    caller = interpret(
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "transcript": "Hi",
+            "item_id": "i",
+        }
+    )
+    assert caller == Publish(EventType.TRANSCRIPT_CALLER, {"text": "Hi", "item_id": "i"})
+    empty = {"type": "conversation.item.input_audio_transcription.completed", "transcript": ""}
+    assert interpret(empty) is None
+    dtmf = interpret({"type": "input_audio_buffer.dtmf_event_received", "event": "9"})
+    assert dtmf == Publish(EventType.DTMF, {"digit": "9"})
+    assert interpret({"type": "input_audio_buffer.dtmf_event_received"}) is None
+
+
+def test_tool_calls_responses_audio_and_errors() -> None:
+    call = interpret(
+        {
+            "type": "response.function_call_arguments.done",
+            "call_id": "call_1",
+            "name": "end_call",
+            "arguments": "{}",
+            "response_id": "resp_1",
+        }
+    )
+    assert call == ToolCall("call_1", "end_call", "{}", "resp_1")
+    assert interpret({"type": "response.created"}) == ResponseStarted()
+    assert interpret({"type": "response.done", "response": {"id": "r"}}) == ResponseDone("r")
+    assert interpret({"type": "output_audio_buffer.stopped"}) == AudioStopped()
+    error = interpret(
+        {"type": "error", "error": {"code": "conversation_already_has_active_response"}}
+    )
+    assert isinstance(error, ServerError) and error.response_conflict
+    expired = interpret({"type": "error", "error": {"code": "session_expired", "message": "x"}})
+    assert isinstance(expired, ServerError) and expired.session_expired
+    assert interpret({"type": "rate_limits.updated"}) is None
+
+
+def test_client_events_have_the_ga_shape() -> None:
+    assert greeting_event("Hi there") == {
+        "type": "response.create",
+        "response": {"instructions": "Greet the caller: Hi there"},
+    }
+    update = session_update({"type": "wrong", "instructions": "x"})
+    assert update == {
+        "type": "session.update",
+        "session": {"type": "realtime", "instructions": "x"},
+    }
+
+
+# -- guards -------------------------------------------------------------------------------
+
+
+def test_max_duration_says_goodbye_then_hangs_up_if_the_goodbye_never_ends() -> None:
+    guards = CallGuards(started_at=1000.0, max_duration_s=60, idle_timeout_s=None, goodbye_s=5)
+    assert guards.due(1059.0) is None
+    assert guards.next_check() == 1060.0
+    assert guards.due(1060.0) == GuardAction.SAY_GOODBYE
+    assert guards.due(1061.0) is None
+    assert guards.next_check() == 1065.0
+    assert guards.due(1065.0) == GuardAction.HANG_UP_MAX_DURATION
+
+
+def test_idle_prompts_once_then_hangs_up_and_speech_resets_it() -> None:
+    guards = CallGuards(started_at=0.0, max_duration_s=1000, idle_timeout_s=10, last_activity=0)
+    assert guards.due(9.9) is None
+    assert guards.due(10.0) == GuardAction.PROMPT_IDLE
+    guards.agent_finished(12.0)  # the prompt played; silence counts from its end
+    assert guards.due(21.0) is None
+    guards.caller_active(21.0)  # the caller answered: a fresh prompt next time
+    assert guards.due(31.0) == GuardAction.PROMPT_IDLE
+    assert guards.due(41.0) == GuardAction.HANG_UP_IDLE
+
+
+def test_a_taken_over_call_keeps_its_original_deadline() -> None:
+    guards = CallGuards(started_at=0.0, max_duration_s=100, idle_timeout_s=30, last_activity=90)
+    assert guards.next_check() == 100.0  # from the accept, not from this worker's attach
+
+
+# -- history ------------------------------------------------------------------------------
+
+
+def _event(seq: int, type: str, **data: object) -> CallEvent:
+    ts = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seq)
+    return CallEvent(type=type, call_id="rtc_1", seq=seq, ts=ts, data=data)
+
+
+def test_history_counts_ownerships_and_remembers_the_greeting() -> None:
+    assert CallHistory.from_events([]) == CallHistory()
+    assert CallHistory().next_attempt == 1
+    events = [
+        _event(1, "call.accepted"),
+        _event(2, "session.attached", worker="a", attempt=1, reconnects=0, greeted=True),
+        _event(3, "session.attached", worker="a", attempt=1, reconnects=1, greeted=True),
+        _event(4, "session.attached", worker="b", attempt=2, reconnects=0, greeted=True),
+    ]
+    history = CallHistory.from_events(events)
+    assert history.next_attempt == 3  # not the JetStream delivery count
+    assert history.greeted
+    assert history.ended_reason is None
+
+
+def test_history_sees_a_call_ended_by_a_dead_owner() -> None:
+    events = [
+        _event(1, "session.attached", attempt=1),
+        _event(2, "call.ended", reason="caller_hangup"),
+    ]
+    history = CallHistory.from_events(events)
+    assert history.ended_reason == "caller_hangup" and not history.reported
+
+
+# -- slots --------------------------------------------------------------------------------
+
+
+def test_only_fresh_reports_of_other_live_workers_count() -> None:
+    reports = [
+        SlotReport("me", 10, 10, 0, False, 100.0),
+        SlotReport("b", 5, 10, 5, False, 99.0),
+        SlotReport("c", 7, 10, 3, True, 100.0),  # draining
+        SlotReport("d", 9, 10, 1, False, 80.0),  # stale
+    ]
+    assert free_elsewhere(reports, "me", now=100.0, max_age_s=6) == 5
+    assert handoff_budget(free_elsewhere=5, in_flight=2, waiting=10) == 3
+    assert handoff_budget(free_elsewhere=5, in_flight=6, waiting=10) == 0
+    assert handoff_budget(free_elsewhere=50, in_flight=0, waiting=4) == 4
+
+
+def test_slot_reports_round_trip_and_garbage_is_ignored() -> None:
+    report = SlotReport("w", 3, 5, 2, False, 12.5)
+    assert SlotReport.parse("w", report.to_json()) == report
+    assert SlotReport.parse("w", b"not json") is None
+    assert SlotReport.parse("w", None) is None
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def test_the_report_spans_every_attempt() -> None:
+    events = [
+        _event(1, "call.accepted"),
+        _event(2, "session.attached", attempt=1),
+        _event(3, "transcript.agent", text="Hello"),
+        _event(4, "transcript.caller", text="Hi"),
+        _event(5, "session.attached", attempt=2),
+        _event(6, "transcript.caller", text="Bye"),
+        _event(7, "call.ended", reason="caller_hangup"),
+    ]
+    report = build_report(events, "caller_hangup")
+    assert report["attempts"] == 2
+    assert report["turns"] == 2
+    assert [line["text"] for line in report["transcript"]] == ["Hello", "Hi", "Bye"]
+    assert report["duration_s"] == 6.0
+    assert report["end_reason"] == "caller_hangup"
