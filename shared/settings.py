@@ -50,8 +50,10 @@ class Settings(BaseSettings):
     # Time budget: a call must be accepted within this many seconds of the webhook.
     accept_deadline_s: float = 5.0
     # JetStream delivery of a session job: ack_wait, kept alive with +WPI while the call lives.
-    session_ack_wait_s: float = 6.0
-    session_lease_ttl_s: int = 4
+    # A killed worker's calls are re-attached about max(ack_wait, lease TTL) after its last
+    # heartbeat (every min of the two / 3): 3 s keeps failover under the 5 s budget.
+    session_ack_wait_s: float = 3.0
+    session_lease_ttl_s: int = 3
     session_drain_deadline_s: float = 30.0
 
     log_format: str = Field("json", description="json or text")
