@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 SLOT_HOLD_S = 3.0
 # A report not refreshed for this long is a dead worker's (its KV entry's TTL).
 REPORT_STALE_S = 10.0
+# Until the first worker report arrives (an acceptor started before or with the workers),
+# a decision waits this long for one rather than rejecting calls a worker could take.
+FIRST_REPORT_GRACE_S = 1.0
 
 NO_CAPACITY = "no_capacity"
 AGENT_LIMIT = "agent_limit"
@@ -135,6 +138,7 @@ class Admission:
         self._changed = asyncio.Event()
         self._watching: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
+        self._first_report = asyncio.Event()
 
     async def start(self) -> None:
         self._watching = asyncio.create_task(self._watch())
@@ -185,6 +189,7 @@ class Admission:
         else:
             try:
                 report = json.loads(value)
+                self._first_report.set()
                 self._reports[worker] = WorkerReport(
                     free=int(report["free"]),
                     capacity=int(report["capacity"]),
@@ -216,6 +221,10 @@ class Admission:
             if not admitted:
                 return Reservation(call_id, False, AGENT_LIMIT)
             counted = agent.name
+        if not self._first_report.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FIRST_REPORT_GRACE_S):
+                    await self._first_report.wait()
         free = self.free_reported()
         second = await self._slots.change(
             lambda doc: reserve_slot(doc, time.time(), free, self._hold_s)
