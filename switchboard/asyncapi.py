@@ -25,7 +25,12 @@ from services.acceptor.hook import RESOLVE_SUBJECT, ResolveReply, ResolveRequest
 from services.session.control import CONTROL_SUBJECT_PREFIX, ControlCommand, ControlReply
 from services.session.tools import TOOL_SUBJECT_PREFIX, ToolRequest
 from shared.calls import IncomingCall, SessionJob
-from shared.events import CALL_EVENTS_STREAM, CALL_EVENTS_SUBJECT, CallEvent
+from shared.events import (
+    CALL_EVENTS_STREAM,
+    CALL_EVENTS_SUBJECT,
+    CALL_JOURNAL_SUBJECT,
+    CallEvent,
+)
 from shared.streams import (
     ACCEPTOR_CONSUMER,
     CALL_CLAIMS_BUCKET,
@@ -57,7 +62,8 @@ Every NATS subject Switchboard publishes or answers. JSON payloads throughout.
 
 JetStream streams: `{WEBHOOKS_STREAM}` (work queue, `webhooks.>`, consumer `{ACCEPTOR_CONSUMER}`),
 `{SESSIONS_STREAM}` (work queue, `{SESSION_JOB_SUBJECT}`, consumer `{SESSION_CONSUMER}`),
-`{CALL_EVENTS_STREAM}` (limits, `{CALL_EVENTS_SUBJECT}.>`, 7 days).
+`{CALL_EVENTS_STREAM}` (limits, stores `{CALL_JOURNAL_SUBJECT}.>` for 7 days and republishes
+each stored event once to `{CALL_EVENTS_SUBJECT}.<call_id>`).
 KV buckets: `{CALL_CLAIMS_BUCKET}` (call id -> the acceptor's claim: one accept per call),
 `{CALL_LEASES_BUCKET}` (call id -> owning session worker, TTL'd lease),
 `{WORKER_SLOTS_BUCKET}` (worker id -> free slots, TTL'd, for admission control),
@@ -104,9 +110,16 @@ def build_broker() -> NatsBroker:
     )  # fmt: skip
     async def session_job(job: SessionJob) -> None: ...
 
-    # every service -> anyone watching calls
+    # every service -> the call's journal -> (republished) anyone watching calls
     broker.publisher(
-        f"{CALL_EVENTS_SUBJECT}.{{call_id}}", stream=events, schema=CallEvent,
+        f"{CALL_JOURNAL_SUBJECT}.{{call_id}}", stream=events, schema=CallEvent,
+        title="calls:journal",
+        description="Where services write call events (Nats-Expected-Last-Subject-Sequence "
+        "numbers them without gaps; Nats-Msg-Id dedupes retries). Internal: read "
+        f"{CALL_EVENTS_SUBJECT}.<call_id>, or the stream for history.",
+    )  # fmt: skip
+    broker.publisher(
+        f"{CALL_EVENTS_SUBJECT}.{{call_id}}", schema=CallEvent,
         title="calls:events",
         description="Per-call lifecycle and transcript events; `seq` counts from 1 per call "
         "without gaps or repeats, whichever process publishes. Types: call.received, "

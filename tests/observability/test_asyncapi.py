@@ -24,6 +24,7 @@ def test_every_subject_and_payload_is_documented() -> None:
         "webhooks.realtime.call.incoming",
         "sessions.jobs",
         "calls.events.{call_id}",
+        "calls.journal.{call_id}",
         "tools.{name}",
         "agents.resolve",
         "calls.control.{call_id}",
