@@ -1,0 +1,98 @@
+"""How many calls one session worker process holds, with OpenAI (the simulator) sending
+5 sideband events per second per call. Measures the worker's RSS per call, its CPU, and
+the event → durable-in-JetStream latency (`switchboard_event_publish_seconds`).
+
+    .venv/bin/python -m bench.session_density            # 2,000 calls
+    .venv/bin/python -m bench.session_density --quick    # 100 calls, a short window
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from bench.machine import save, table
+from bench.session_stack import Bench, histogram_quantile
+from simulator import CallerScript
+
+RATE = 5.0  # sideband events per second per call
+
+
+def chatty_caller(duration_s: float) -> CallerScript:
+    """5 events/s of chatter, with a spoken turn (transcripts to publish) every 10 s."""
+    steps: list[dict] = []
+    for _ in range(max(1, int(duration_s // 10))):
+        steps.append({"say": "Is there a table at eight?", "reply": "Let me check."})
+        steps.append({"chatter": {"rate": RATE, "duration_s": 10}})
+    return CallerScript.model_validate(
+        {"name": "chatty", "steps": steps, "greeting_wait_s": 1.0, "agent_speech_s": 0.5}
+    )
+
+
+async def run(calls: int, ramp_rate: float, window_s: float) -> dict:
+    async with Bench() as bench:
+        assert bench.stack is not None and bench.stack.simulator is not None
+        # Admission counts a fresh call twice for a few seconds: give it headroom.
+        worker = await bench.add_worker("dense", capacity=2 * calls + int(ramp_rate * 5))
+        idle_rss = worker.rss_kib()
+        script = chatty_caller(calls / ramp_rate + window_s + 60)
+        started = time.monotonic()
+        placed = await bench.stack.simulator.place_calls(script, calls, ramp_rate)
+        ids = [c.call_id for c in placed]
+
+        def attached() -> int:
+            return sum(1 for i in ids if bench.arrivals.first(i, "session.attached"))
+
+        try:
+            await bench.arrivals.wait(lambda: attached() == calls, timeout=calls / ramp_rate + 60)
+        except TimeoutError:
+            kinds: dict[str, int] = {}
+            for i in ids:
+                for e in bench.arrivals.events(i):
+                    kinds[e.type] = kinds.get(e.type, 0) + 1
+            message = f"only {attached()}/{calls} calls attached; events seen: {kinds}"
+            raise SystemExit(message) from None
+        ramp_s = time.monotonic() - started
+        before = await worker.metrics()
+        cpu_before, at = worker.cpu_s(), time.monotonic()
+        await asyncio.sleep(window_s)  # the measurement window itself
+        cpu = (worker.cpu_s() - cpu_before) / (time.monotonic() - at)
+        after = await worker.metrics()
+        loaded_rss = worker.rss_kib()
+        live = sum(1 for c in placed if c.live)
+        p50 = histogram_quantile(after, "switchboard_event_publish_seconds", 0.50, before)
+        p99 = histogram_quantile(after, "switchboard_event_publish_seconds", 0.99, before)
+        for call in placed:
+            await call.hang_up()
+        return {
+            "calls": calls,
+            "live_at_end_of_window": live,
+            "ramp_s": round(ramp_s, 1),
+            "window_s": window_s,
+            "events_per_s_offered": calls * RATE,
+            "worker_cpu_cores": round(cpu, 2),
+            "rss_idle_mib": round(idle_rss / 1024, 1),
+            "rss_loaded_mib": round(loaded_rss / 1024, 1),
+            "rss_per_call_kib": round((loaded_rss - idle_rss) / calls, 1),
+            "publish_p50_ms_le": None if p50 is None else p50 * 1000,
+            "publish_p99_ms_le": None if p99 is None else p99 * 1000,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--calls", type=int, default=None)
+    parser.add_argument("--ramp-rate", type=float, default=50.0, help="new calls per second")
+    parser.add_argument("--window", type=float, default=None, help="measurement seconds")
+    args = parser.parse_args()
+    calls = args.calls or (100 if args.quick else 2000)
+    window = args.window or (10.0 if args.quick else 30.0)
+    result = asyncio.run(run(calls, args.ramp_rate, window))
+    print(table([result]))
+    print("saved", save("session_density", {"quick": args.quick, "results": [result]}))
+
+
+if __name__ == "__main__":
+    main()
