@@ -18,10 +18,15 @@ from tests.services.acceptor.conftest import Rig
 
 
 async def session_jobs(rig: Rig, count: int) -> list[SessionJob]:
+    """The first `count` session jobs (published just after `call.accepted`: keep fetching)."""
     assert rig.nc is not None
     sub = await rig.nc.jetstream().pull_subscribe_bind(SESSION_CONSUMER, SESSIONS_STREAM)
-    messages = await sub.fetch(count, timeout=5)
-    return [SessionJob.model_validate_json(m.data) for m in messages]
+    jobs: list[SessionJob] = []
+    async with asyncio.timeout(10):
+        while len(jobs) < count:
+            messages = await sub.fetch(count - len(jobs), timeout=5)
+            jobs += [SessionJob.model_validate_json(m.data) for m in messages]
+    return jobs
 
 
 async def test_the_dialled_number_picks_the_agent(rig: Rig) -> None:
