@@ -42,7 +42,7 @@ class WorkerProcess:
                 "OPENAI_API_KEY": API_KEY,
                 "OPENAI_BASE_URL": stack.simulator.base_url,
                 "LOG_FORMAT": "text",
-                "LOG_LEVEL": "WARNING",
+                "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
                 **env,
             },
             cwd=log_dir,
