@@ -8,10 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
 from nats.aio.client import Client
@@ -20,6 +25,7 @@ from nats.js import JetStreamContext
 from shared.events import CallEvent, read_call_events
 from shared.nats_server import NatsServer, free_port
 from shared.streams import declare_topology
+from tests.stack import Stack
 
 CLUSTER_SIZE = 3
 
@@ -161,6 +167,82 @@ async def move_meta_leader_off(nc: Client, cluster: NatsCluster, victim: str) ->
         with contextlib.suppress(Exception):
             await nc.request("$JS.API.META.LEADER.STEPDOWN", b"", timeout=2)
         await asyncio.sleep(0.2)  # polling the cluster's leader election
+
+
+class WorkerProcess:
+    """A `switchboard session` process wired to a Stack's NATS and simulator."""
+
+    def __init__(self, stack: Stack, capacity: int, worker_id: str) -> None:
+        self.stack = stack
+        self.capacity = capacity
+        self.worker_id = worker_id
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        assert self.stack.simulator is not None
+        settings = self.stack.settings()
+        return {
+            **os.environ,
+            "NATS_URL": settings.nats_url,
+            "NATS_REPLICAS": str(settings.nats_replicas),
+            "OPENAI_API_KEY": settings.openai_api_key.get_secret_value(),
+            "OPENAI_BASE_URL": self.stack.simulator.base_url,
+            "SESSION_LEASE_TTL_S": "2",
+            "SESSION_ACK_WAIT_S": "3",
+            "SESSION_DRAIN_DEADLINE_S": "3",
+            "LOG_FORMAT": "text",
+            "LOG_LEVEL": "WARNING",
+        }
+
+    def spawn(self) -> None:
+        argv = [sys.executable, "-m", "switchboard", "session", "--capacity", str(self.capacity),
+                "--worker-id", self.worker_id, "--metrics-port", str(self.port)]  # fmt: skip
+        self.process = subprocess.Popen(
+            argv,
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Spawn the process and wait until its `/readyz` answers 200."""
+        self.spawn()
+        url = f"http://127.0.0.1:{self.port}/readyz"
+        async with httpx.AsyncClient() as client, asyncio.timeout(timeout):
+            while True:
+                if not self.alive():
+                    raise RuntimeError(f"worker {self.worker_id} exited at start")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(url, timeout=1)).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)  # polling a child process' readiness
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def open_fds(self) -> int:
+        assert self.process is not None
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    async def kill(self) -> None:
+        """SIGKILL: the worker dies holding its calls, with no goodbye."""
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(self.process.wait)
+
+    async def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM and wait for the drain; SIGKILL if it does not end in time."""
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(self.process.wait, timeout)
+        except subprocess.TimeoutExpired:
+            await self.kill()
 
 
 def count(events: list[CallEvent], type: str) -> int:
