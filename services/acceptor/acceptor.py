@@ -25,6 +25,7 @@ from nats.js.kv import KeyValue
 
 from services.acceptor.accept_body import accept_body
 from services.acceptor.admission import Admission, Reservation
+from services.acceptor.probe import SidebandProbe
 from shared import metrics
 from shared.agents import AgentProfile
 from shared.calls import IncomingCall, SessionJob
@@ -35,6 +36,10 @@ from shared.streams import SESSION_JOB_SUBJECT, SESSIONS_STREAM
 log = logging.getLogger(__name__)
 
 RETRY_BASE_S = 0.1
+# After an accept timed out, how often and how long past the deadline to ask the sideband
+# whether it went through.
+PROBE_PERIOD_S = 0.25
+PROBE_GRACE_S = 3.0
 # Never start a call-control request with less time than this left before the deadline.
 MIN_REQUEST_S = 0.05
 
@@ -51,7 +56,7 @@ class AcceptOutcome:
 class _Result:
     """How one call-control request (with its retries) ended."""
 
-    kind: str  # ok, gone, refused, deadline
+    kind: str  # ok, gone, refused, deadline, unknown (an accept timed out: applied or not?)
     detail: str = ""
 
 
@@ -69,6 +74,7 @@ class CallAcceptor:
         acceptor_id: str,
         reject_status: int = 486,
         request_timeout_s: float = 2.0,
+        probe: SidebandProbe | None = None,
     ) -> None:
         self._js = js
         self._claims = claims
@@ -80,6 +86,7 @@ class CallAcceptor:
         self._acceptor_id = acceptor_id
         self._reject_status = reject_status
         self._request_timeout_s = request_timeout_s
+        self._probe = probe
 
     async def handle(self, call: IncomingCall) -> AcceptOutcome:
         with bound(call_id=call.call_id, webhook_id=call.webhook_id):
@@ -116,6 +123,8 @@ class CallAcceptor:
             ),
             deadline,
         )
+        if result.kind == "unknown":
+            result = await self._confirm_accept(call.call_id, deadline)
         if result.kind == "ok":
             metrics.WEBHOOK_TO_ACCEPT_SECONDS.observe(time.time() - call.received_at.timestamp())
             await self._publish(call, EventType.CALL_ACCEPTED, {"agent": agent.name}, "accepted")
@@ -137,7 +146,9 @@ class CallAcceptor:
         if result.kind == "gone":
             await self._publish(call, EventType.CALL_MISSED, {"reason": "caller_gone"}, "missed")
             return AcceptOutcome("missed", "caller_gone")
-        reason = "accept_refused" if result.kind == "refused" else "accept_deadline"
+        reason = {"refused": "accept_refused", "unknown": "accept_unconfirmed"}.get(
+            result.kind, "accept_deadline"
+        )
         data = {"reason": reason, "agent": agent.name}
         if result.detail:
             data["detail"] = result.detail
@@ -198,6 +209,9 @@ class CallAcceptor:
                     return _Result("refused", f"status {status}")
             except openai.APITimeoutError:
                 status = "timeout"
+                if endpoint == "accept" and self._probe is not None:
+                    # It may have been applied: never send it twice, find out instead.
+                    return _Result("unknown", f"attempt {attempt} timed out")
             except openai.APIConnectionError:
                 status = "error"
             finally:
@@ -210,6 +224,15 @@ class CallAcceptor:
                 return _Result("deadline", f"{attempt} attempts, last {status}")
             log.warning("%s failed (%s), retrying in %.2fs", endpoint, status, backoff)
             await asyncio.sleep(backoff)
+
+    async def _confirm_accept(self, call_id: str, deadline: float) -> _Result:
+        """Ask the sideband until the accept shows (the call is ours) or time runs out."""
+        assert self._probe is not None
+        while time.time() < deadline + PROBE_GRACE_S:
+            if await self._probe.is_accepted(call_id, timeout=1.0):
+                return _Result("ok", "confirmed by the sideband")
+            await asyncio.sleep(PROBE_PERIOD_S)
+        return _Result("unknown", "accept timed out and never showed")
 
     async def _claim(self, call: IncomingCall) -> bool:
         """True if this delivery owns the call: a first claim, or the redelivery of the

@@ -20,6 +20,7 @@ from services.acceptor.agents_file import AgentsFileError
 from services.acceptor.config import AcceptorSettings
 from services.acceptor.directory import AgentDirectory
 from services.acceptor.hook import AgentResolver
+from services.acceptor.probe import SidebandProbe
 from services.acceptor.reloader import AgentsReloader
 from shared import metrics
 from shared.admission import admissions_bucket
@@ -134,6 +135,7 @@ class Acceptor:
             acceptor_id=self.acceptor_id,
             reject_status=self.options.switchboard_reject_sip_status,
             request_timeout_s=self.settings.openai_timeout_s,
+            probe=SidebandProbe(self.settings),
         )
         if self.reloader is not None:
             self.reloader.start()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import nats
-import pytest
 import yaml
 from nats.aio.msg import Msg
 
@@ -104,13 +103,6 @@ async def first_decision(stack: Stack, call_id: str, timeout: float = 20) -> str
     return next(t for t in log.types(call_id) if t in decisions)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="acceptor bug (services/acceptor/acceptor.py _call_control): an accept slower than "
-    "OPENAI_TIMEOUT_S is retried although OpenAI applied it (3 accepts), then the call is "
-    "given up as call.failed(accept_deadline) and never handed to a worker: an answered call "
-    "with nobody on it",
-)
 async def test_accepts_slower_than_the_request_timeout_still_answer_once(
     nats_server: NatsServer,
 ) -> None:
