@@ -39,6 +39,9 @@ class IncomingCall(BaseModel):
     call_id: str
     received_at: datetime  # when the webhook reached the ingress (UTC)
     sip_headers: list[SipHeader] = Field(default_factory=list, max_length=MAX_SIP_HEADERS)
+    # JetStream sequence of the `call.received` this ingress stored (seq 1), when it did:
+    # the acceptor then numbers its events without reading the call's journal first.
+    received_stream_seq: int | None = None
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
@@ -55,3 +58,7 @@ class SessionJob(BaseModel):
     agent: AgentProfile
     received_at: datetime
     accepted_at: datetime
+    # The call's last event when the job was made ((JetStream sequence, seq)), so the
+    # worker's first publish needs no read of the journal. A hint only: a stale one is
+    # caught by the journal's optimistic concurrency.
+    events_tail: tuple[int, int] | None = None

@@ -154,6 +154,16 @@ class CallEventPublisher:
             return _Tail(0, 0)
         return _Tail(stream_seq=last.seq or 0, event_seq=json.loads(last.data or b"{}")["seq"])
 
+    def prime(self, call_id: str, stream_seq: int, event_seq: int) -> None:
+        """Start from a known last event (handed over by the previous publisher) instead of
+        reading the journal. A stale hint costs one refused publish, never a wrong `seq`."""
+        self._tails.setdefault(call_id, _Tail(stream_seq=stream_seq, event_seq=event_seq))
+
+    def tail(self, call_id: str) -> tuple[int, int] | None:
+        """(JetStream sequence, `seq`) of the last event this process published for a call."""
+        known = self._tails.get(call_id)
+        return (known.stream_seq, known.event_seq) if known else None
+
     def forget(self, call_id: str) -> None:
         """Drop the cached tail of a call this process no longer publishes for."""
         self._tails.pop(call_id, None)

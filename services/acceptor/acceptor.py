@@ -90,7 +90,10 @@ class CallAcceptor:
 
     async def handle(self, call: IncomingCall) -> AcceptOutcome:
         with bound(call_id=call.call_id, webhook_id=call.webhook_id):
-            outcome = await self._handle(call)
+            try:
+                outcome = await self._handle(call)
+            finally:
+                self._events.forget(call.call_id)  # the worker publishes from here on
             metrics.ACCEPT_DECISIONS.labels(outcome.outcome).inc()
             log.info("call %s", outcome.outcome, extra=fields(detail=outcome.detail))
             return outcome
@@ -102,6 +105,8 @@ class CallAcceptor:
             return AcceptOutcome("expired")
         if not await self._claim(call):
             return AcceptOutcome("duplicate")
+        if call.received_stream_seq:
+            self._events.prime(call.call_id, call.received_stream_seq, 1)
 
         agent = await self._resolve_agent(call)
         reservation = await self._admission.reserve(call.call_id, agent)
@@ -133,6 +138,7 @@ class CallAcceptor:
                 agent=agent,
                 received_at=call.received_at,
                 accepted_at=datetime.now(UTC),
+                events_tail=self._events.tail(call.call_id),
             )
             await self._js.publish(
                 SESSION_JOB_SUBJECT,

@@ -108,7 +108,7 @@ class CallPublisher:
 
     async def _publish_received(self, call: IncomingCall) -> None:
         try:
-            await self._js.publish(
+            ack = await self._js.publish(
                 journal_subject(call.call_id),
                 received_event(call).to_json(),
                 timeout=self._timeout_s,
@@ -122,6 +122,9 @@ class CallPublisher:
             if error.err_code not in _WRONG_LAST_SEQUENCE:
                 raise
             # The call already has events: it was received before (a retry or a new id).
+            return
+        if not ack.duplicate:
+            call.received_stream_seq = ack.seq  # the acceptor's first event follows it
 
     def _remember_received(self, call_id: str) -> None:
         self._received[call_id] = None

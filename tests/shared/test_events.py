@@ -92,3 +92,20 @@ async def test_live_subscribers_see_each_stored_event_once(js) -> None:
     await js._nc.flush()
 
     assert seen == list(range(1, 42))  # 40 transcripts and one call.ended, in order
+
+
+async def test_a_primed_tail_saves_the_read_and_a_stale_one_is_harmless(js) -> None:
+    """The acceptor hands the worker where the call's events stand; if another event got
+    in meanwhile, the journal refuses the publish and the publisher renumbers."""
+    first = CallEventPublisher(js)
+    await first.publish("rtc_p", EventType.CALL_RECEIVED, {})
+    hint = first.tail("rtc_p")
+    assert hint is not None and hint[1] == 1
+    await first.publish("rtc_p", EventType.CALL_ACCEPTED, {})  # the hint is now stale
+
+    successor = CallEventPublisher(js)
+    successor.prime("rtc_p", *hint)
+    event = await successor.publish("rtc_p", EventType.SESSION_ATTACHED, {})
+
+    assert event is not None and event.seq == 3
+    assert [e.seq for e in await read_call_events(js, "rtc_p")] == [1, 2, 3]
