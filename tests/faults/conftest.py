@@ -161,14 +161,6 @@ async def move_leader_off(
             await asyncio.sleep(0.2)  # polling the cluster's leader election
 
 
-async def move_meta_leader_off(nc: Client, cluster: NatsCluster, victim: str) -> None:
-    """Step the JetStream meta leader down until another node leads."""
-    while cluster.wait_meta_leader() == victim:
-        with contextlib.suppress(Exception):
-            await nc.request("$JS.API.META.LEADER.STEPDOWN", b"", timeout=2)
-        await asyncio.sleep(0.2)  # polling the cluster's leader election
-
-
 class WorkerProcess:
     """A `switchboard session` process wired to a Stack's NATS and simulator."""
 
