@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from shared.events import CallEvent, EventType
 
 _WIDTH = 12
@@ -35,10 +38,10 @@ def format_event(event: CallEvent) -> str | None:
     elif kind == EventType.DTMF:
         text = f"pressed {data.get('digit')}"
     elif kind == EventType.TOOL_CALLED:
-        text = f"{data.get('name')}({data.get('arguments', '')})"
+        text = f"{data.get('name')}({_compact(data.get('arguments', ''))})"
     elif kind == EventType.TOOL_COMPLETED:
         result = data.get("error") or data.get("output")
-        text = f"{data.get('name', '')} → {result} ({data.get('duration_ms', '?')} ms)"
+        text = f"{data.get('name', '')} → {_compact(result)} ({data.get('duration_ms', '?')} ms)"
     elif kind in (EventType.CALL_TRANSFERRED, EventType.TRANSFER_FAILED):
         text = f"{data.get('target')} {data.get('reason', '')}".strip()
     elif kind == EventType.CALL_ENDED:
@@ -56,6 +59,11 @@ def format_event(event: CallEvent) -> str | None:
 def _line(event: CallEvent, label: str, text: str) -> str:
     stamp = event.ts.astimezone().strftime("%H:%M:%S")
     return f"{stamp}  {short_call_id(event.call_id)}  {label:<{_WIDTH}} {text}"
+
+
+def _compact(value: Any, limit: int = 100) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _user(uri: str | None) -> str:

@@ -30,6 +30,9 @@ from shared.nats_server import NatsServer, free_port
 from switchboard.console import TERMINAL_TYPES, format_event, is_success
 
 _PR_SET_PDEATHSIG = 1
+# In a checkout, the demo uses the example agents (the salon) and its tool service.
+_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SALON_NUMBER = "+61468002102"
 
 
 def _die_with_parent() -> None:
@@ -68,11 +71,18 @@ class DevStack:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def spawn(self, name: str, *argv: str, ready_port: int | None = None) -> Child:
+    @property
+    def with_examples(self) -> bool:
+        return (_EXAMPLES / "agents.yaml").exists() and (_EXAMPLES / "salon_tools.py").exists()
+
+    def spawn(
+        self, name: str, *argv: str, ready_port: int | None = None, module: str = "switchboard"
+    ) -> Child:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")  # the child writes to it until it exits
         process = subprocess.Popen(
-            [sys.executable, "-m", "switchboard", *argv],
+            [sys.executable, "-m", module, *argv],
+            cwd=_EXAMPLES.parent if module.startswith("examples") else None,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -102,6 +112,9 @@ class DevStack:
 
     def start(self) -> None:
         self.nats.start()
+        if self.with_examples:
+            self.env["SWITCHBOARD_AGENTS_FILE"] = str(_EXAMPLES / "agents.yaml")
+            self.spawn("tools", module="examples.salon_tools")
         self.spawn("ingress", "ingress", "--host", "127.0.0.1", "--port", str(self.ingress_port),
                    ready_port=self.ingress_port)  # fmt: skip
         port = free_port()
@@ -120,13 +133,15 @@ class DevStack:
             "--calls", str(self.args.calls),
             "--rate", "1",
         ]  # fmt: skip
+        if self.with_examples:
+            argv += ["--to", SALON_NUMBER]  # the salon agent, whose tools the demo uses
         if self.args.script:
             argv += ["--script", self.args.script]
         self.spawn("simulator", *argv)
 
     def stop(self) -> None:
         """Stop in dependency order: workers drain first, the simulator and NATS go last."""
-        for group in ("session", "acceptor", "ingress", "simulator"):
+        for group in ("session", "acceptor", "ingress", "simulator", "tools"):
             members = [c for c in self.children if c.name.split("-")[0] == group]
             for child in members:
                 if child.alive():
