@@ -17,6 +17,7 @@ from typing import Any
 import openai
 
 from services.session.control import ControlReply
+from services.session.tasks import cancel_and_wait
 from services.session.telephony import (
     PendingTransfer,
     TransferRefused,
@@ -100,9 +101,7 @@ class CallActions:
             await self._completed("transfer_call", pending.tool_call_id, ToolResult("transferred"))
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
 
     # -- tool calls ------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ from services.session.sideband_events import (
     response_create,
     tool_output_item,
 )
+from services.session.tasks import cancel_and_wait
 from services.session.tools import ToolRunner
 from shared import metrics
 from shared.admission import release_call
@@ -210,9 +211,9 @@ class CallRunner:
         except LeaseLost:
             reason = None
         finally:
-            for task in (heartbeat, timers):
-                task.cancel()
-            await asyncio.gather(heartbeat, timers, return_exceptions=True)
+            # Not cancel() + gather(): a cancel that meets a lease renewal's reply is
+            # swallowed on 3.11, and the heartbeat would then keep the call ours for ever.
+            await cancel_and_wait(heartbeat, timers)
             await control.stop()
             await self.actions.close()
             await self._close_socket()
@@ -245,7 +246,11 @@ class CallRunner:
 
     async def _history(self) -> CallHistory:
         if self.delivery <= 1:
-            return CallHistory()  # the first delivery of the job: nobody had the call before
+            # The first delivery of the job: nobody had the call before, and the acceptor
+            # said where the call's events stand.
+            if self.job.events_tail is not None:
+                self.ctx.events.prime(self.call_id, *self.job.events_tail)
+            return CallHistory()
         events = await read_call_events(self.ctx.js, self.call_id)
         if not self.lease.held():
             raise LeaseLost(self.call_id)

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from services.session.call import CallRunner, RunOutcome, WorkerContext, wait_a_while
 from services.session.lease import CallLease
 from services.session.slots import SlotReport, free_elsewhere, handoff_budget
+from services.session.tasks import cancel_and_wait
 from shared import metrics
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher
@@ -162,8 +163,11 @@ class SessionWorker:
             self._runners[call_id] = runner
             self._calls_changed()
             outcome = await runner.run()
-            if outcome == RunOutcome.HANDED_OFF and call_id in self._handed_off:
-                self._handed_off[call_id] = time.monotonic()  # confirm from the nak on
+            if call_id in self._handed_off:
+                if outcome == RunOutcome.HANDED_OFF:
+                    self._handed_off[call_id] = time.monotonic()  # confirm from the nak on
+                else:  # it ended (or was lost) instead: nothing to confirm or take back
+                    self._handed_off.pop(call_id, None)
         except Exception:
             log.exception("call runner failed")
         finally:
@@ -243,17 +247,13 @@ class SessionWorker:
         if self._claimer is not None:
             # It stops by itself after its current fetch; a stuck one is cancelled.
             _, pending = await asyncio.wait({self._claimer}, timeout=FETCH_TIMEOUT_S + 1.0)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(self._claimer, return_exceptions=True)
+            await cancel_and_wait(*pending)
         if self._ctx is not None:
             try:
                 await self._drain()
             except Exception:
                 log.exception("drain failed; remaining calls are left to their leases")
-        if self._reporter is not None:
-            self._reporter.cancel()
-            await asyncio.gather(self._reporter, return_exceptions=True)
+        await cancel_and_wait(self._reporter)
         if self._slots is not None:
             with contextlib.suppress(Exception):
                 await self._slots.delete(self.worker_id)
