@@ -11,7 +11,8 @@ Before the kill the test picks a victim that is not the JetStream meta leader (i
 needs the system account) and moves every other leader (the other streams, KV buckets and
 consumers) off it. Why: an accept in flight while a stream it writes next (events, session
 jobs, claims) elects a leader fails after the 200 from OpenAI, is redelivered and decided a
-second time (rejected although accepted, or accepted again): a known acceptor bug.
+second time (rejected although accepted, or accepted again): a known acceptor bug,
+reproduced deterministically in test_acceptor_redelivery.py.
 """
 
 from __future__ import annotations
