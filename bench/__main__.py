@@ -61,13 +61,16 @@ def run_one(name: str, quick: bool) -> dict[str, Any]:
         ).returncode
     except subprocess.TimeoutExpired:
         code = None
-    files = new_results(name, started_wall)
-    results = []
-    for path in files:
+    files, results = [], []
+    for path in new_results(name, started_wall):
         try:
-            results.append(json.loads(path.read_text()))
+            result = json.loads(path.read_text())
         except ValueError:
-            pass
+            continue
+        if result.get("quick", quick) != quick:
+            continue  # someone else's run of the same benchmark, written meanwhile
+        files.append(path)
+        results.append(result)
     status = "ok" if code == 0 and results else ("timeout" if code is None else f"exit {code}")
     if code == 0 and not results:
         status = "no results"
@@ -81,10 +84,13 @@ def run_one(name: str, quick: bool) -> dict[str, Any]:
 
 
 def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows a benchmark reported (its `results` list, or the flat numbers)."""
-    rows = result.get("results")
-    if isinstance(rows, list) and rows and all(isinstance(row, dict) for row in rows):
-        return [{k: v for k, v in row.items() if not isinstance(v, dict | list)} for row in rows]
+    """The rows a benchmark reported: its first list of dicts (`results`, `rows`, ...),
+    else its flat numbers; nested values are left to the JSON."""
+    for key, value in result.items():
+        if key != "machine" and isinstance(value, list) and value:
+            if all(isinstance(row, dict) for row in value):
+                return [{k: v for k, v in row.items() if not isinstance(v, dict | list)}
+                        for row in value]  # fmt: skip
     flat = {
         k: v
         for k, v in result.items()

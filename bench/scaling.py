@@ -6,10 +6,11 @@
 Each run gets a fresh nats-server, the ingress, acceptor and simulated OpenAI in this
 process (`bench.session_stack.Bench`) and session workers as real `switchboard session`
 processes. Every call is a short conversation that ends with the caller hanging up.
-Reported per run: calls completed (a `call.report` seen), accept p50/p99 (webhook sent →
-accept received, both on the simulator's clock), event lag p99 (the caller hangs up →
-`call.ended` seen on NATS), and CPU per call: the session workers' CPU seconds, and this
-process's (ingress + acceptor + simulator) beside it. Flat CPU per call from 1x to 10x
+After three warm-up calls, reported per run: calls completed (a `call.report` seen),
+accept p50/p99 (webhook sent → accept received, both on the simulator's clock), event lag
+p99 (the caller hangs up → `call.ended` seen on NATS), and CPU per call: the session
+workers' CPU seconds, and this process's (ingress + acceptor + simulator) beside it.
+Flat CPU per call from 1x to 10x
 means cost grows linearly with calls; flat worker CPU from 1 to 4 workers means adding
 workers costs nothing per call.
 """
@@ -38,6 +39,9 @@ CALLER = CallerScript.model_validate(
 )
 
 
+WARM_UP = 3
+
+
 def own_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -54,6 +58,12 @@ async def run(workers: int, calls: int, rate: float) -> dict[str, Any]:
         assert bench.stack is not None and bench.stack.simulator is not None
         capacity = calls + 20  # one worker alone can hold every call: admission never busy
         pool = [await bench.add_worker(f"w{i}", capacity) for i in range(workers)]
+        # Warm up (first connections, caches): the first call's accept is not the steady state.
+        warm = await bench.stack.simulator.place_calls(CALLER, WARM_UP, rate)
+        await bench.stack.simulator.wait_all_ended(timeout=30)
+        await bench.arrivals.wait(
+            lambda: all(bench.arrivals.first(c.call_id, "call.report") for c in warm), 30
+        )
         cpu_workers = sum(w.cpu_s() for w in pool)
         cpu_self = own_cpu_s()
         placed = await bench.stack.simulator.place_calls(CALLER, calls, rate)
