@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 
 from services.session.control import ControlReply
+from services.session.history import OpenTool
 from services.session.tasks import cancel_and_wait
 from services.session.telephony import (
     PendingTransfer,
@@ -28,11 +29,13 @@ from services.session.telephony import (
     resolve_operator_target,
 )
 from services.session.tools import (
+    INTERRUPTED,
     Publish,
     ToolCallRequest,
     ToolResult,
     ToolRunner,
     parse_arguments,
+    run_key,
 )
 from shared import metrics
 from shared.agents import AgentProfile, FunctionTool
@@ -82,6 +85,33 @@ class CallActions:
             return  # a duplicated event: the first one is being (or was) handled
         self._seen.add(tool_call_id)
         self._spawn(self._run_tool(tool_call_id, name[:64], arguments))
+
+    def resume(self, open_tools: Iterable[OpenTool]) -> None:
+        """Tool calls an earlier owner of the call started and never answered (it died
+        mid-way): answered now, through the queue like any other. A business tool's run
+        record decides (its stored result, or "interrupted" once it is overdue: never run
+        twice); a built-in is not repeated, the model is told it was interrupted."""
+        for tool in open_tools:
+            if not tool.tool_call_id or tool.tool_call_id in self._seen:
+                continue
+            self._seen.add(tool.tool_call_id)
+            self._spawn(self._resume_tool(tool))
+
+    async def _resume_tool(self, tool: OpenTool) -> None:
+        name = tool.name[:64]
+        if name in ("end_call", "transfer_call"):
+            result = ToolResult(error=INTERRUPTED)
+        else:
+            try:
+                result = await self._business_tool(tool.tool_call_id, name, tool.arguments)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("tool %s failed", name)
+                result = ToolResult(error=f"{name} failed")
+        # Deduplicated by its id when the runner (or the earlier owner) published it.
+        await self._completed(name, tool.tool_call_id, result)
+        await self._hooks.answer(tool.tool_call_id, result.model_text())
 
     def call_left(self) -> bool:
         """The sideband answered 404: True when that is our transfer succeeding."""
@@ -158,14 +188,14 @@ class CallActions:
                 "tool_call_id": tool_call_id,
                 "arguments": parsed if parsed is not None else arguments[:1000],
             },
-            msg_id=f"tool.called:{self.call_id}.{tool_call_id}",
+            msg_id=f"tool.called:{run_key(self.call_id, tool_call_id)}",
         )
 
     async def _completed(self, name: str, tool_call_id: str, result: ToolResult) -> None:
         await self._hooks.publish(
             EventType.TOOL_COMPLETED,
             {"name": name, "tool_call_id": tool_call_id, **result.as_dict(), "duration_ms": 0},
-            msg_id=f"tool.completed:{self.call_id}.{tool_call_id}",
+            msg_id=f"tool.completed:{run_key(self.call_id, tool_call_id)}",
         )
 
     # -- transfers -------------------------------------------------------------------------

@@ -202,6 +202,8 @@ class CallRunner:
         self.attempt = self.lease.attempt = history.next_attempt
         self._greeted = history.greeted
         self.actions.runner = await ToolRunner.for_worker(self.ctx.js, self.ctx.worker_id)
+        # The model never asks again for a tool call an earlier owner left unanswered.
+        self.actions.resume(history.open_tools)
         control = CallControl.for_call(self.ctx.js, self.call_id, self.actions, self.ctx.worker_id)
         await control.start()  # operator commands follow the call to whoever owns it
         heartbeat = asyncio.create_task(self._heartbeat())

@@ -8,9 +8,19 @@ delivery. The call's events are durable and shared by every worker, so they deci
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from shared.events import CallEvent, EventType
+
+
+@dataclass(frozen=True)
+class OpenTool:
+    """A tool call the model made that no owner answered (`tool.called`, no `tool.completed`)."""
+
+    name: str
+    tool_call_id: str
+    arguments: str  # JSON text, as the model wrote it
 
 
 @dataclass(frozen=True)
@@ -19,6 +29,8 @@ class CallHistory:
     greeted: bool = False  # a greeting was sent by an earlier owner
     ended_reason: str | None = None  # `call.ended` already published (by a dead owner)
     reported: bool = False  # `call.report` already published
+    # Tool calls an earlier owner started and never completed: the model still waits.
+    open_tools: tuple[OpenTool, ...] = ()
 
     @property
     def next_attempt(self) -> int:
@@ -30,6 +42,8 @@ class CallHistory:
         greeted = False
         ended_reason: str | None = None
         reported = False
+        called: dict[str, OpenTool] = {}
+        completed: set[str] = set()
         for event in events:
             if event.type == EventType.SESSION_ATTACHED:
                 attempts = max(attempts, _int(event.data.get("attempt"), 1))
@@ -40,7 +54,18 @@ class CallHistory:
                 ended_reason = str(event.data.get("reason", "error"))
             elif event.type == EventType.CALL_REPORT:
                 reported = True
-        return cls(attempts, greeted, ended_reason, reported)
+            elif event.type == EventType.TOOL_CALLED:
+                tool_call_id = str(event.data.get("tool_call_id") or "")
+                if tool_call_id and tool_call_id not in called:
+                    arguments = event.data.get("arguments", {})
+                    if not isinstance(arguments, str):
+                        arguments = json.dumps(arguments)
+                    name = str(event.data.get("name") or "")
+                    called[tool_call_id] = OpenTool(name, tool_call_id, arguments)
+            elif event.type == EventType.TOOL_COMPLETED:
+                completed.add(str(event.data.get("tool_call_id") or ""))
+        open_tools = tuple(t for i, t in called.items() if i not in completed)
+        return cls(attempts, greeted, ended_reason, reported, open_tools)
 
 
 def _int(value: object, default: int) -> int:

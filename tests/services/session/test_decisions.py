@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.session.guards import CallGuards, GuardAction
-from services.session.history import CallHistory
+from services.session.history import CallHistory, OpenTool
 from services.session.report import build_report
 from services.session.sideband_events import (
     AudioStopped,
@@ -144,6 +144,21 @@ def test_history_sees_a_call_ended_by_a_dead_owner() -> None:
     ]
     history = CallHistory.from_events(events)
     assert history.ended_reason == "caller_hangup" and not history.reported
+
+
+def test_history_lists_the_tool_calls_nobody_answered() -> None:
+    events = [
+        _event(1, "tool.called", name="check", tool_call_id="c1", arguments={"day": "mon"}),
+        _event(2, "tool.completed", name="check", tool_call_id="c1", output={"free": []}),
+        _event(3, "tool.called", name="slow", tool_call_id="c2", arguments={"q": "x"}),
+        _event(4, "tool.called", name="slow", tool_call_id="c2", arguments={"q": "x"}),
+        _event(5, "tool.called", name="odd", tool_call_id="c3", arguments="not json"),
+    ]
+    history = CallHistory.from_events(events)
+    assert history.open_tools == (
+        OpenTool("slow", "c2", '{"q": "x"}'),
+        OpenTool("odd", "c3", "not json"),
+    )
 
 
 # -- slots --------------------------------------------------------------------------------

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from faststream.nats import NatsBroker
 
 from examples.salon_tools import salon_service
+from services.session.tools import INTERRUPTED
+from services.session.worker import SessionWorker
 from shared.agents import AgentProfile, BuiltinTool, FunctionTool
 from shared.nats_server import NatsServer
 from simulator import CallerScript, Faults
 from switchboard.toolkit import ToolRequest, ToolService
+from tests.services.session.conftest import WorkerProcess, until
 from tests.services.session.tools_bench import CallBench, outputs_sent, wait_ended
 
 RECEPTION = "tel:+61290000000"
@@ -263,3 +268,45 @@ async def test_a_transfer_to_an_unknown_target_is_refused(bench: CallBench, salo
     assert failed == [{"target": "tel:+61299999999", "reason": "unknown_target"}]
     told = json.loads(outputs_sent(call)[0]["output"])
     assert "reception" in told["error"]
+
+
+async def test_a_tool_call_left_by_a_killed_worker_is_answered_by_the_next_owner(
+    nats_server: NatsServer, salon, tmp_path: Path
+) -> None:
+    """The model never repeats `response.function_call_arguments.done`: the new owner finds
+    the unanswered `tool.called` in the call's events and answers it (the tool is not run
+    again; its run, overdue, is closed as interrupted)."""
+    bench = await CallBench(nats_server.url, workers=0).start()
+    doomed = WorkerProcess(bench, "doomed", 5, tmp_path)  # type: ignore[arg-type]
+    try:
+        await doomed.wait_ready()
+        call = await bench.call(
+            script(
+                {"tool_call": {"name": "slow_lookup", "arguments": {"q": "x"}}, "reply": "Sorry."},
+                {"hangup": True},
+            ),
+            salon_agent(tool_timeout_s=1.0),
+        )
+        await bench.events.wait_for(call.call_id, "tool.called", timeout=15)
+        tool_call_id = events_of(bench, call.call_id, "tool.called")[0]["tool_call_id"]
+        await until(lambda: len(salon["slow"]) == 1, timeout=10)  # the tool is working
+
+        doomed.signal(signal.SIGKILL)
+        survivor = SessionWorker(bench.settings(), 5, "survivor")
+        bench.workers.append(survivor)
+        await survivor.start()
+        await bench.events.wait_for(call.call_id, "call.report", timeout=30)
+    finally:
+        doomed.stop()
+        await bench.stop()
+
+    attached = events_of(bench, call.call_id, "session.attached")
+    assert [(a["worker"], a["attempt"]) for a in attached] == [("doomed", 1), ("survivor", 2)]
+    assert len(salon["slow"]) == 1  # never run twice
+    completed = events_of(bench, call.call_id, "tool.completed")
+    assert [(c["tool_call_id"], c["error"]) for c in completed] == [(tool_call_id, INTERRUPTED)]
+    outputs = outputs_sent(call)
+    assert [o["call_id"] for o in outputs] == [tool_call_id]
+    assert json.loads(outputs[0]["output"]) == {"error": INTERRUPTED}
+    assert "Sorry." in call.agent_transcripts  # the response.create followed: the model spoke
+    assert [e["reason"] for e in events_of(bench, call.call_id, "call.ended")] == ["caller_hangup"]
