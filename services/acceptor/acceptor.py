@@ -40,6 +40,9 @@ RETRY_BASE_S = 0.1
 # whether it went through.
 PROBE_PERIOD_S = 0.25
 PROBE_GRACE_S = 3.0
+# How long the writes after a successful accept are retried in place before giving the
+# webhook back for redelivery.
+WRITE_RETRY_S = 20.0
 # Never start a call-control request with less time than this left before the deadline.
 MIN_REQUEST_S = 0.05
 
@@ -99,12 +102,20 @@ class CallAcceptor:
             return outcome
 
     async def _handle(self, call: IncomingCall) -> AcceptOutcome:
+        claim = await self._claim(call)
+        if claim is None:
+            return AcceptOutcome("duplicate")
+        if claim.get("state") == "accepted":
+            # OpenAI accepted this call before a write failed: finish the paperwork only.
+            agent = AgentProfile.model_validate(claim["agent"])
+            await self._hand_to_workers(call, agent)
+            await self._claims.put(call.call_id, _claim_value(call, "done"))
+            return AcceptOutcome("accepted", "resumed after a failed write")
         deadline = call.received_at.timestamp() + self._deadline_s
         if time.time() >= deadline:
             await self._publish(call, EventType.CALL_MISSED, {"reason": "deadline"}, "missed")
+            await self._claims.put(call.call_id, _claim_value(call, "done"))
             return AcceptOutcome("expired")
-        if not await self._claim(call):
-            return AcceptOutcome("duplicate")
         if call.received_stream_seq:
             self._events.prime(call.call_id, call.received_stream_seq, 1)
 
@@ -132,20 +143,11 @@ class CallAcceptor:
             result = await self._confirm_accept(call.call_id, deadline)
         if result.kind == "ok":
             metrics.WEBHOOK_TO_ACCEPT_SECONDS.observe(time.time() - call.received_at.timestamp())
-            await self._publish(call, EventType.CALL_ACCEPTED, {"agent": agent.name}, "accepted")
-            job = SessionJob(
-                call_id=call.call_id,
-                agent=agent,
-                received_at=call.received_at,
-                accepted_at=datetime.now(UTC),
-                events_tail=self._events.tail(call.call_id),
+            # From here the call is answered: it must reach a worker, whatever fails next.
+            await _until_written(
+                lambda: self._claims.put(call.call_id, _claim_value(call, "accepted", agent))
             )
-            await self._js.publish(
-                SESSION_JOB_SUBJECT,
-                job.model_dump_json().encode(),
-                stream=SESSIONS_STREAM,
-                headers={Header.MSG_ID.value: f"job:{call.call_id}"},
-            )
+            await self._hand_to_workers(call, agent)
             return AcceptOutcome("accepted", result.detail)
         # No call came of it: give the slot and the agent's place back.
         await self._admission.release(reservation)
@@ -160,6 +162,28 @@ class CallAcceptor:
             data["detail"] = result.detail
         await self._publish(call, EventType.CALL_FAILED, data, "failed")
         return AcceptOutcome("failed", reason)
+
+    async def _hand_to_workers(self, call: IncomingCall, agent: AgentProfile) -> None:
+        """`call.accepted` and the session job; both carry msg ids, so redoing them after a
+        failure (here, or on a redelivery) never doubles them."""
+        await _until_written(
+            lambda: self._publish(call, EventType.CALL_ACCEPTED, {"agent": agent.name}, "accepted")
+        )
+        job = SessionJob(
+            call_id=call.call_id,
+            agent=agent,
+            received_at=call.received_at,
+            accepted_at=datetime.now(UTC),
+            events_tail=self._events.tail(call.call_id),
+        )
+        await _until_written(
+            lambda: self._js.publish(
+                SESSION_JOB_SUBJECT,
+                job.model_dump_json().encode(),
+                stream=SESSIONS_STREAM,
+                headers={Header.MSG_ID.value: f"job:{call.call_id}"},
+            )
+        )
 
     async def _reject(
         self, call: IncomingCall, agent: AgentProfile, reservation: Reservation, deadline: float
@@ -240,16 +264,22 @@ class CallAcceptor:
             await asyncio.sleep(PROBE_PERIOD_S)
         return _Result("unknown", "accept timed out and never showed")
 
-    async def _claim(self, call: IncomingCall) -> bool:
-        """True if this delivery owns the call: a first claim, or the redelivery of the
-        very webhook whose handling was interrupted before it finished."""
+    async def _claim(self, call: IncomingCall) -> dict[str, Any] | None:
+        """The claim this delivery works under: a first claim, or the redelivery of the very
+        webhook whose handling was interrupted (`accepting`: nothing was accepted yet;
+        `accepted`: OpenAI accepted, the rest was not done); None for a duplicate."""
         try:
             await self._claims.create(call.call_id, _claim_value(call, "accepting"))
-            return True
+            return {"state": "accepting"}
         except KeyWrongLastSequenceError:
             entry = await self._claims.get(call.call_id)
             claim = json.loads(entry.value or b"{}")
-            return claim.get("webhook_id") == call.webhook_id and claim.get("state") == "accepting"
+            if claim.get("webhook_id") == call.webhook_id and claim.get("state") in (
+                "accepting",
+                "accepted",
+            ):
+                return claim
+            return None
 
     async def _publish(
         self, call: IncomingCall, type: EventType, data: dict[str, Any], key: str
@@ -257,5 +287,25 @@ class CallAcceptor:
         await self._events.publish(call.call_id, type, data, msg_id=f"{key}:{call.call_id}")
 
 
-def _claim_value(call: IncomingCall, state: str) -> bytes:
-    return json.dumps({"webhook_id": call.webhook_id, "state": state}).encode()
+def _claim_value(call: IncomingCall, state: str, agent: AgentProfile | None = None) -> bytes:
+    value: dict[str, Any] = {"webhook_id": call.webhook_id, "state": state}
+    if agent is not None:
+        value["agent"] = agent.model_dump(mode="json")
+    return json.dumps(value).encode()
+
+
+async def _until_written(write: Callable[[], Awaitable[Any]]) -> None:
+    """Retry a JetStream write after an accept (a leader election takes seconds); past
+    `WRITE_RETRY_S`, raise: the webhook is redelivered and resumes from the claim."""
+    give_up = time.monotonic() + WRITE_RETRY_S
+    backoff = 0.05
+    while True:
+        try:
+            await write()
+            return
+        except Exception as error:
+            if time.monotonic() + backoff > give_up:
+                raise
+            log.warning("write after accept failed (%s), retrying", type(error).__name__)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)

@@ -12,7 +12,6 @@ flight, and declared again once OpenAI has answered it.
 from __future__ import annotations
 
 import nats
-import pytest
 
 from shared.events import CALL_EVENTS_STREAM
 from shared.nats_server import NatsServer
@@ -22,12 +21,6 @@ from tests.faults.test_openai_faults import CONVERSATION, running
 from tests.stack import Stack
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="acceptor bug (services/acceptor/acceptor.py _handle/_claim): a redelivery whose "
-    "claim is still 'accepting' runs admission and the accept again, although OpenAI already "
-    "accepted the call: a second accept (or a reject of an accepted call)",
-)
 async def test_a_failed_write_after_accept_does_not_accept_again(nats_server: NatsServer) -> None:
     nc = await nats.connect(nats_server.url)
     try:

@@ -1,0 +1,44 @@
+"""A webhook redelivered after OpenAI accepted its call (a write failed, or the acceptor
+died) finishes the paperwork and never accepts again."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from shared.agents import AgentProfile
+from shared.calls import IncomingCall, SessionJob, SipHeader
+from shared.streams import CALL_CLAIMS_BUCKET, SESSIONS_STREAM
+from simulator import CallerScript
+from tests.services.acceptor.conftest import Rig
+
+
+async def test_an_accepted_claim_is_resumed_not_accepted_again(rig: Rig) -> None:
+    assert rig.nc is not None
+    js = rig.nc.jetstream()
+    call = await rig.simulator.place_call(CallerScript(), to="+18005551212")
+    webhook_id = "wh_" + secrets.token_hex(8)
+    agent = AgentProfile(
+        name="salon", model="gpt-realtime-2.1", voice="marin", instructions="…", greeting="Hi"
+    )
+    # What a crash right after OpenAI's 200 leaves behind; the deadline is long past, too.
+    claims = await js.key_value(CALL_CLAIMS_BUCKET)
+    claim = {"webhook_id": webhook_id, "state": "accepted", "agent": agent.model_dump(mode="json")}
+    await claims.create(call.call_id, json.dumps(claim).encode())
+    await rig.publish(
+        IncomingCall(
+            webhook_id=webhook_id,
+            call_id=call.call_id,
+            received_at=datetime.now(UTC) - timedelta(minutes=5),
+            sip_headers=[SipHeader(name="To", value="sip:+18005551212@sip.example.com")],
+        )
+    )
+
+    assert await rig.outcome(call) == "call.accepted"
+    assert call.accept_count == 0 and len(call.accept_attempts) == 0
+    stored = await js.get_last_msg(SESSIONS_STREAM, "sessions.jobs")
+    job = SessionJob.model_validate_json(stored.data or b"")
+    assert (job.call_id, job.agent.name) == (call.call_id, "salon")
+    entry = await claims.get(call.call_id)
+    assert json.loads(entry.value or b"{}")["state"] == "done"
