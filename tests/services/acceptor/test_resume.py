@@ -36,7 +36,7 @@ async def test_an_accepted_claim_is_resumed_not_accepted_again(rig: Rig) -> None
     )
 
     assert await rig.outcome(call) == "call.accepted"
-    assert call.accept_count == 0 and len(call.accept_attempts) == 0
+    assert (call.accept_count, call.accept_attempts) == (0, 0)  # no accept was even tried
     stored = await js.get_last_msg(SESSIONS_STREAM, "sessions.jobs")
     job = SessionJob.model_validate_json(stored.data or b"")
     assert (job.call_id, job.agent.name) == (call.call_id, "salon")
