@@ -7,6 +7,8 @@ import json
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from nats.js.kv import KeyValue
+
 from shared.agents import AgentProfile
 from shared.calls import IncomingCall, SessionJob, SipHeader
 from shared.streams import CALL_CLAIMS_BUCKET, SESSIONS_STREAM
@@ -36,9 +38,20 @@ async def test_an_accepted_claim_is_resumed_not_accepted_again(rig: Rig) -> None
     )
 
     assert await rig.outcome(call) == "call.accepted"
+    await until_claim_done(claims, call.call_id)  # written after the session job
+
     assert (call.accept_count, call.accept_attempts) == (0, 0)  # no accept was even tried
     stored = await js.get_last_msg(SESSIONS_STREAM, "sessions.jobs")
     job = SessionJob.model_validate_json(stored.data or b"")
     assert (job.call_id, job.agent.name) == (call.call_id, "salon")
-    entry = await claims.get(call.call_id)
-    assert json.loads(entry.value or b"{}")["state"] == "done"
+
+
+async def until_claim_done(claims: KeyValue, call_id: str) -> None:
+    watcher = await claims.watch(call_id)
+    try:
+        while True:
+            entry = await watcher.updates(timeout=10)
+            if entry is not None and entry.value and json.loads(entry.value)["state"] == "done":
+                return
+    finally:
+        await watcher.stop()
