@@ -22,7 +22,7 @@ def test_dev_runs_two_demo_calls_and_exits_cleanly(tmp_path: Path) -> None:
             "--exit-when-done",
             "--store-dir",
             str(tmp_path / "store"),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=150,
