@@ -28,6 +28,7 @@ from services.acceptor.admission import Admission, Reservation
 from services.acceptor.probe import SidebandProbe
 from shared import metrics
 from shared.agents import AgentProfile
+from shared.call_control import call_control
 from shared.calls import IncomingCall, SessionJob
 from shared.events import CallEventPublisher, EventType
 from shared.logging import bound, fields
@@ -223,32 +224,18 @@ class CallAcceptor:
             remaining = deadline - time.time()
             if remaining < MIN_REQUEST_S:
                 return _Result("deadline", f"{attempt - 1} attempts")
-            started = time.perf_counter()
-            status = "error"
-            try:
-                await request(min(self._request_timeout_s, remaining))
-                status = "200"
+            answer = await call_control(endpoint, request(min(self._request_timeout_s, remaining)))
+            status = answer.status
+            if answer.ok:
                 return _Result("ok", f"attempt {attempt}")
-            except openai.NotFoundError:
-                status = "404"
+            if status == "404":
                 return _Result("gone")
-            except openai.APIStatusError as error:
-                status = str(error.status_code)
-                if not (error.status_code >= 500 or error.status_code == 429):
-                    log.error("%s refused by OpenAI (%s): %s", endpoint, status, error.message)
-                    return _Result("refused", f"status {status}")
-            except openai.APITimeoutError:
-                status = "timeout"
-                if endpoint == "accept" and self._probe is not None:
-                    # It may have been applied: never send it twice, find out instead.
-                    return _Result("unknown", f"attempt {attempt} timed out")
-            except openai.APIConnectionError:
-                status = "error"
-            finally:
-                metrics.OPENAI_REQUESTS.labels(endpoint, status).inc()
-                metrics.OPENAI_REQUEST_SECONDS.labels(endpoint).observe(
-                    time.perf_counter() - started
-                )
+            if status == "timeout" and endpoint == "accept" and self._probe is not None:
+                # It may have been applied: never send it twice, find out instead.
+                return _Result("unknown", f"attempt {attempt} timed out")
+            if not answer.retryable:
+                log.error("%s refused by OpenAI (%s): %s", endpoint, status, answer.message)
+                return _Result("refused", f"status {status}")
             backoff = RETRY_BASE_S * 2 ** (attempt - 1)
             if time.time() + backoff + MIN_REQUEST_S >= deadline:
                 return _Result("deadline", f"{attempt} attempts, last {status}")

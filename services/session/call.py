@@ -65,6 +65,7 @@ from services.session.tools import ToolRunner
 from shared import metrics
 from shared.admission import release_call
 from shared.agents import BuiltinTool
+from shared.call_control import call_control
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher, EventType, read_call_events
 from shared.logging import bind, fields
@@ -548,22 +549,11 @@ class CallRunner:
             return
         self._ended_reason = reason
         for attempt in range(HANGUP_ATTEMPTS):
-            started = time.perf_counter()
-            status = "200"
-            try:
-                await self.ctx.openai_client.realtime.calls.hangup(self.call_id)
-            except openai.NotFoundError:
-                status = "404"  # already gone: the call is over either way
-            except openai.APIStatusError as error:
-                status = str(error.status_code)
-            except (openai.APITimeoutError, openai.APIConnectionError):
-                status = "timeout"
-            finally:
-                metrics.OPENAI_REQUESTS.labels("hangup", status).inc()
-                metrics.OPENAI_REQUEST_SECONDS.labels("hangup").observe(
-                    time.perf_counter() - started
-                )
-            if status in ("200", "404"):
+            answer = await call_control(
+                "hangup", self.ctx.openai_client.realtime.calls.hangup(self.call_id)
+            )
+            status = answer.status
+            if status in ("200", "404"):  # 404: already gone, the call is over either way
                 break
             log.error("hangup failed with %s (try %d)", status, attempt + 1)
             await asyncio.sleep(0.2 * (attempt + 1))

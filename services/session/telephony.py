@@ -10,14 +10,13 @@ tool's `timeout_s`; otherwise it failed and the model is told so it can carry on
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 
-from shared import metrics
 from shared.agents import AgentProfile, BuiltinTool
+from shared.call_control import call_control
 
 _DIALABLE = re.compile(r"^(tel:\+?[0-9][0-9().\- ]{2,31}|sips?:[^\s<>\"]{3,253})$")
 
@@ -85,15 +84,5 @@ class PendingTransfer:
 
 async def refer(client: openai.AsyncOpenAI, call_id: str, uri: str) -> str:
     """Send REFER; the HTTP status as text ('timeout' when none came back)."""
-    started = time.perf_counter()
-    status = "200"
-    try:
-        await client.realtime.calls.refer(call_id, target_uri=uri)
-    except openai.APIStatusError as error:
-        status = str(error.status_code)
-    except (openai.APITimeoutError, openai.APIConnectionError):
-        status = "timeout"
-    finally:
-        metrics.OPENAI_REQUESTS.labels("refer", status).inc()
-        metrics.OPENAI_REQUEST_SECONDS.labels("refer").observe(time.perf_counter() - started)
-    return status
+    answer = await call_control("refer", client.realtime.calls.refer(call_id, target_uri=uri))
+    return answer.status
