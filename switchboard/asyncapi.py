@@ -14,17 +14,14 @@ from __future__ import annotations
 import re
 import sys
 from importlib.metadata import version
-from typing import Any
 
 import yaml
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.specification import AsyncAPI
-from pydantic import BaseModel, ConfigDict, Field
 
 from services.acceptor.hook import RESOLVE_SUBJECT, ResolveReply, ResolveRequest
-from services.session.control import CONTROL_SUBJECT_PREFIX, ControlCommand, ControlReply
-from services.session.tools import TOOL_SUBJECT_PREFIX, ToolRequest
 from shared.calls import IncomingCall, SessionJob
+from shared.control import CONTROL_SUBJECT_PREFIX, ControlCommand, ControlReply
 from shared.events import (
     CALL_EVENTS_STREAM,
     CALL_EVENTS_SUBJECT,
@@ -43,19 +40,7 @@ from shared.streams import (
     WEBHOOKS_STREAM,
     WORKER_SLOTS_BUCKET,
 )
-
-
-class ToolReply(BaseModel):
-    """The answer a tool service sends to a request on `tools.<name>` (external contract).
-
-    Exactly one of the two fields. The session worker itself reads replies as plain JSON
-    (`services/session/tools.py`, `ToolResult`); this model exists to document them.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    output: Any = Field(None, description="the tool's result, any JSON, given to the model")
-    error: str | None = Field(None, description="a failure message the model is told")
-
+from shared.tools import TOOL_SUBJECT_PREFIX, ToolReply, ToolRequest
 
 DESCRIPTION = f"""\
 Every NATS subject Switchboard publishes or answers. JSON payloads throughout.

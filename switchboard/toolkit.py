@@ -34,7 +34,7 @@ from typing import Any
 from faststream import FastStream
 from faststream.nats import NatsBroker
 
-from services.session.tools import ToolRequest, tool_subject
+from shared.tools import ToolRequest, tool_subject
 
 __all__ = ["QUEUE_GROUP", "ToolError", "ToolRequest", "ToolService"]
 

@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.session.control import ControlCommand, ControlReply, control_subject
 from shared import metrics
+from shared.control import ControlCommand, ControlReply, control_subject
 from shared.events import CALL_EVENTS_STREAM, journal_subject
 from shared.streams import CALL_LEASES_BUCKET
 

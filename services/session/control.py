@@ -10,38 +10,17 @@ never answer for the real one (the requester sees the real answer, or a timeout)
 from __future__ import annotations
 
 import logging
-from typing import Literal, Protocol
+from typing import Protocol
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
+
+from shared.control import ControlCommand, ControlReply, control_subject
 
 log = logging.getLogger(__name__)
-
-CONTROL_SUBJECT_PREFIX = "calls.control"
-
-
-def control_subject(call_id: str) -> str:
-    return f"{CONTROL_SUBJECT_PREFIX}.{call_id}"
-
-
-class ControlCommand(BaseModel):
-    """A request on `calls.control.<call_id>`."""
-
-    action: Literal["hangup", "transfer", "say"]
-    target: str | None = Field(None, max_length=256)
-    instructions: str | None = Field(None, max_length=4000)
-
-
-class ControlReply(BaseModel):
-    """The owning worker's answer; `status` says what happened or `error` why not."""
-
-    ok: bool
-    status: str
-    error: str | None = None
-    worker: str | None = None
 
 
 class Controllable(Protocol):

@@ -27,13 +27,13 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from shared import metrics
 from shared.events import EventType
 from shared.streams import TOOL_RUNS_BUCKET
+from shared.tools import ToolRequest, tool_subject
 
-TOOL_SUBJECT_PREFIX = "tools"
 # A `running` record older than its deadline by this much belongs to a dead run.
 STALE_GRACE_S = 2.0
 # How often a second runner looks at a record another runner is filling.
@@ -41,10 +41,6 @@ WAIT_POLL_S = 0.1
 INTERRUPTED = "the tool run was interrupted; it may or may not have completed"
 
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9_=-]{1,120}$")
-
-
-def tool_subject(name: str) -> str:
-    return f"{TOOL_SUBJECT_PREFIX}.{name}"
 
 
 def run_key(call_id: str, tool_call_id: str) -> str:
@@ -78,16 +74,6 @@ class ToolResult:
         if "error" in data:
             return cls(error=str(data["error"]))
         return cls(output=data.get("output"))
-
-
-class ToolRequest(BaseModel):
-    """The request on `tools.<name>` (external contract)."""
-
-    call_id: str
-    tool_call_id: str
-    name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    agent: str
 
 
 class ToolRun(BaseModel):

@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client
 
 from services.ingress.main import Ingress
-from services.session.control import ControlCommand, ControlReply, control_subject
+from shared.control import ControlCommand, ControlReply, control_subject
 from shared.nats_server import NatsServer
 from shared.settings import Settings
 from shared.streams import CALL_LEASES_BUCKET
