@@ -35,6 +35,7 @@ from services.session.tasks import cancel_and_wait
 from shared import metrics
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher
+from shared.logging import bind
 from shared.nats import connect
 from shared.openai_client import call_control_client
 from shared.settings import Settings
@@ -94,6 +95,7 @@ class SessionWorker:
         return self._nc is not None and self._nc.is_connected
 
     async def start(self) -> None:
+        bind(worker=self.worker_id)  # every line of this worker's tasks names it
         self._nc = await connect(
             self.settings.nats_servers, f"switchboard-session-{self.worker_id}"
         )
