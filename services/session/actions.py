@@ -136,6 +136,10 @@ class CallActions:
     # -- tool calls ------------------------------------------------------------------------
 
     async def _run_tool(self, tool_call_id: str, name: str, arguments: str) -> None:
+        if name in ("end_call", "transfer_call") and self.runner is not None:
+            if not await self.runner.claim(self.call_id, tool_call_id, name):
+                log.info("built-in %s %s already ran: not again", name, tool_call_id)
+                return
         try:
             if name == "end_call" and builtin_tool(self.agent, "end_call") is not None:
                 result: ToolResult | None = await self._end_call(tool_call_id, arguments)

@@ -123,6 +123,7 @@ class WorkerContext:
     leases: Any  # nats KeyValue of call leases
     events: CallEventPublisher
     openai_client: openai.AsyncOpenAI
+    tools: ToolRunner  # one per worker: runs each tool call once, whichever worker asks
 
 
 class CallRunner:
@@ -202,7 +203,7 @@ class CallRunner:
             return await self._finish(history.ended_reason, already_ended=True)
         self.attempt = self.lease.attempt = history.next_attempt
         self._greeted = history.greeted
-        self.actions.runner = await ToolRunner.for_worker(self.ctx.js, self.ctx.worker_id)
+        self.actions.runner = self.ctx.tools
         # The model never asks again for a tool call an earlier owner left unanswered.
         self.actions.resume(history.open_tools)
         control = CallControl.for_call(self.ctx.js, self.call_id, self.actions, self.ctx.worker_id)

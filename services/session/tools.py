@@ -166,6 +166,22 @@ class ToolRunner:
         """A runner on the worker's own connection (JetStreamContext keeps it as `_nc`)."""
         return cls(js._nc, await js.key_value(TOOL_RUNS_BUCKET), worker)
 
+    async def claim(self, call_id: str, tool_call_id: str, name: str) -> bool:
+        """For a built-in (end_call, transfer_call), which acts on the call itself: True
+        for the first worker to ask, False for any other (a duplicate event, a re-attach)."""
+        now = self._clock()
+        record = ToolRun(
+            state="done", name=name, worker=self._worker, started_at=now, deadline=now,
+            result={"output": "built-in"},
+        )  # fmt: skip
+        try:
+            await self._runs.create(
+                run_key(call_id, tool_call_id), record.model_dump_json().encode()
+            )
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
     async def run(self, call: ToolCallRequest, publish: Publish) -> ToolResult:
         """The tool's result: run now, or the stored result of the one run there was."""
         key = run_key(call.call_id, call.tool_call_id)

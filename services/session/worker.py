@@ -32,6 +32,7 @@ from services.session.call import CallRunner, RunOutcome, WorkerContext, wait_a_
 from services.session.lease import CallLease
 from services.session.slots import SlotReport, free_elsewhere, handoff_budget
 from services.session.tasks import cancel_and_wait
+from services.session.tools import ToolRunner
 from shared import metrics
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher
@@ -112,6 +113,7 @@ class SessionWorker:
             leases=await js.key_value(CALL_LEASES_BUCKET),
             events=CallEventPublisher(js),
             openai_client=call_control_client(self.settings),
+            tools=await ToolRunner.for_worker(js, self.worker_id),
         )
         self._slots = await js.key_value(WORKER_SLOTS_BUCKET)
         self._sub = await js.pull_subscribe_bind(durable=SESSION_CONSUMER, stream=SESSIONS_STREAM)

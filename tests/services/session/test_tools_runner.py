@@ -191,3 +191,15 @@ async def test_a_run_left_running_by_a_dead_worker_is_not_run_again(
     assert events.types() == ["tool.completed"]
     stored = ToolRun.model_validate_json((await runs.get(run_key("rtc_test", "call_1"))).value)
     assert stored.state == "done" and stored.result == {"error": INTERRUPTED}
+
+
+async def test_a_builtin_acts_once_whichever_worker_sees_its_call(nc: Client) -> None:
+    """end_call / transfer_call act on the call itself: a duplicate of the same tool call,
+    on this worker or another, must not hang up or transfer again."""
+    runs = await nc.jetstream().key_value(TOOL_RUNS_BUCKET)
+    here, elsewhere = ToolRunner(nc, runs, "worker-a"), ToolRunner(nc, runs, "worker-b")
+
+    assert await here.claim("rtc_test", "call_end", "end_call") is True
+    assert await elsewhere.claim("rtc_test", "call_end", "end_call") is False
+    assert await here.claim("rtc_test", "call_end", "end_call") is False
+    assert await elsewhere.claim("rtc_test", "call_other", "transfer_call") is True
