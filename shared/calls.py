@@ -6,17 +6,16 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from shared.agents import AgentProfile
+from shared.logging import UNSAFE_CHARS
 
 # C0/C1 controls, plus the Unicode characters that break lines or reorder text when shown
 # (line/paragraph separators, zero-width and bidirectional formatting, BOM).
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 MAX_SIP_HEADERS = 64
 MAX_SIP_HEADER_NAME = 128
 MAX_SIP_HEADER_VALUE = 1024
@@ -24,7 +23,7 @@ MAX_SIP_HEADER_VALUE = 1024
 
 def _printable(text: str) -> str:
     """SIP headers are caller-controlled: no control character may reach logs or prompts."""
-    return _CONTROL_CHARS.sub("", text)
+    return UNSAFE_CHARS.sub("", text)
 
 
 class SipHeader(BaseModel):

@@ -22,7 +22,10 @@ from typing import Any
 _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "switchboard_log_context", default=None
 )
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters untrusted text must not carry into a log line or a prompt: C0/C1 controls, and
+# the invisible ones that reorder or break lines (line/paragraph separators, zero-width and
+# bidirectional overrides, the BOM).
+UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 # OpenAI API keys, webhook secrets, bearer tokens (the control API's, OpenAI's).
 _SECRETS = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{8,}|whsec_[A-Za-z0-9+/=]{8,})|(?<=Bearer )\S+")
 REDACTED = "[redacted]"
@@ -35,7 +38,7 @@ def redact(text: str) -> str:
 
 def clean(text: str, limit: int = 256) -> str:
     """Untrusted text made safe for a log line: no control characters, bounded length."""
-    text = _CONTROL_CHARS.sub("?", text)
+    text = UNSAFE_CHARS.sub("?", text)
     return text if len(text) <= limit else text[:limit] + "…"
 
 
