@@ -29,10 +29,11 @@ from nats.js.api import Header
 from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, Field
 
+from shared.nats import lost_race
+
 CALL_EVENTS_STREAM = "CALL_EVENTS"
 CALL_EVENTS_SUBJECT = "calls.events"  # the live feed: every stored event, once (contract)
 CALL_JOURNAL_SUBJECT = "calls.journal"  # where publishers write and the stream stores
-_WRONG_LAST_SEQUENCE = (10071, 10164)
 
 
 class EventType(StrEnum):
@@ -135,7 +136,7 @@ class CallEventPublisher:
                     headers=headers,
                 )
             except APIError as error:
-                if error.err_code not in _WRONG_LAST_SEQUENCE:
+                if not lost_race(error):
                     raise
                 # Another publisher got there first: renumber after its event.
                 tail = await self._load_tail(subject)

@@ -10,6 +10,7 @@ import logging
 
 import nats
 from nats.aio.client import Client
+from nats.js.errors import APIError
 
 log = logging.getLogger(__name__)
 
@@ -36,3 +37,13 @@ async def connect(servers: list[str], name: str) -> Client:
         error_cb=error,
         pending_size=64 * 1024 * 1024,
     )
+
+
+# JetStream's answers to a publish whose `Nats-Expected-Last-Subject-Sequence` no longer
+# holds: somebody else wrote the subject first.
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+
+
+def lost_race(error: APIError) -> bool:
+    """True when a compare-and-set publish was refused because the subject moved on."""
+    return error.err_code in _WRONG_LAST_SEQUENCE

@@ -27,10 +27,9 @@ from nats.js.errors import APIError
 
 from shared.calls import IncomingCall
 from shared.events import CALL_EVENTS_STREAM, CallEvent, EventType, journal_subject
+from shared.nats import lost_race
 from shared.streams import INCOMING_CALL_SUBJECT, WEBHOOKS_STREAM
 
-# JetStream's "wrong last sequence" errors: here, the call already has events.
-_WRONG_LAST_SEQUENCE = (10071, 10164)
 # Calls whose `call.received` this process knows to be stored (~100 bytes each).
 RECENT_CALLS = 65_536
 
@@ -119,7 +118,7 @@ class CallPublisher:
                 },
             )
         except APIError as error:
-            if error.err_code not in _WRONG_LAST_SEQUENCE:
+            if not lost_race(error):
                 raise
             # The call already has events: it was received before (a retry or a new id).
             return

@@ -19,9 +19,9 @@ from nats.js.api import Header
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from shared.nats import lost_race
 from shared.streams import CALL_LEASES_BUCKET
 
-_WRONG_LAST_SEQUENCE = (10071, 10164)
 # Act only while the lease has this much life left: a clock margin against a renewal that
 # is in flight while another worker's create already waits for the expiry.
 _SAFETY_MARGIN_S = 0.5
@@ -104,7 +104,7 @@ class CallLease:
                 timeout=max(0.5, self.ttl_s / 3),
             )
         except APIError as error:
-            if error.err_code in _WRONG_LAST_SEQUENCE:
+            if lost_race(error):
                 self._renewed_at = 0.0
                 raise LeaseLost(self.call_id) from None
             raise
