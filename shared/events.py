@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import Header
+from nats.js.api import DeliverPolicy, Header
 from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, Field
 
@@ -173,9 +174,6 @@ class CallEventPublisher:
 
 async def read_call_events(js: JetStreamContext, call_id: str) -> list[CallEvent]:
     """Every event of one call so far, in order (from the stream, not from memory)."""
-    from nats.errors import TimeoutError as NatsTimeout
-    from nats.js.api import DeliverPolicy
-
     subject = journal_subject(call_id)
     try:
         await js.get_last_msg(CALL_EVENTS_STREAM, subject)
