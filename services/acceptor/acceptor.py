@@ -46,6 +46,11 @@ PROBE_GRACE_S = 3.0
 WRITE_RETRY_S = 20.0
 # Never start a call-control request with less time than this left before the deadline.
 MIN_REQUEST_S = 0.05
+# A webhook whose handling failed (JetStream refusing writes while a leader is elected, say)
+# comes back after this delay, doubling per delivery up to the cap. Redelivered at once, it
+# spent all of its deliveries in a few milliseconds and the call was lost.
+REDELIVERY_FIRST_S = 0.1
+REDELIVERY_MAX_S = 1.0
 
 AgentResolverFn = Callable[[IncomingCall], Awaitable[AgentProfile]]
 
@@ -93,9 +98,16 @@ class CallAcceptor:
         self._probe = probe
 
     async def handle(self, call: IncomingCall) -> AcceptOutcome:
+        """Decide the call; raises when that could not be finished (the webhook is then
+        redelivered, after `redelivery_delay`, and resumes from the claim)."""
         with bound(call_id=call.call_id, webhook_id=call.webhook_id):
             try:
                 outcome = await self._handle(call)
+            except Exception as error:
+                log.warning(
+                    "call not decided yet (%s), retried on redelivery", type(error).__name__
+                )
+                raise
             finally:
                 self._events.forget(call.call_id)  # the worker publishes from here on
             metrics.ACCEPT_DECISIONS.labels(outcome.outcome).inc()
@@ -279,6 +291,11 @@ def _claim_value(call: IncomingCall, state: str, agent: AgentProfile | None = No
     if agent is not None:
         value["agent"] = agent.model_dump(mode="json")
     return json.dumps(value).encode()
+
+
+def redelivery_delay(delivery: int) -> float:
+    """How long a webhook whose `delivery`-th handling failed waits before the next one."""
+    return min(REDELIVERY_FIRST_S * 2 ** max(0, delivery - 1), REDELIVERY_MAX_S)
 
 
 async def _until_written(write: Callable[[], Awaitable[Any]]) -> None:

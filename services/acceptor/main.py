@@ -9,12 +9,14 @@ import os
 import socket
 
 from faststream import AckPolicy
+from faststream.exceptions import NackMessage
 from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.annotations import NatsMessage
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 from openai import AsyncOpenAI
 from prometheus_client import REGISTRY
 
-from services.acceptor.acceptor import CallAcceptor
+from services.acceptor.acceptor import CallAcceptor, redelivery_delay
 from services.acceptor.admission import Admission
 from services.acceptor.agents_file import AgentsFileError
 from services.acceptor.config import AcceptorSettings
@@ -100,9 +102,13 @@ class Acceptor:
         )(self.on_incoming_call)
         self.http = HttpServer(ops_app(self.is_ready), host, metrics_port)
 
-    async def on_incoming_call(self, call: IncomingCall) -> None:
+    async def on_incoming_call(self, call: IncomingCall, message: NatsMessage) -> None:
         assert self._acceptor is not None
-        await self._acceptor.handle(call)
+        try:
+            await self._acceptor.handle(call)
+        except Exception as error:
+            delivery = message.raw_message.metadata.num_delivered
+            raise NackMessage(delay=redelivery_delay(delivery)) from error
 
     def is_ready(self) -> bool:
         connection = self.broker._connection

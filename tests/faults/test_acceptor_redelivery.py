@@ -11,11 +11,19 @@ flight, and declared again once OpenAI has answered it.
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
+from nats.js import JetStreamContext
 
 from shared.events import CALL_EVENTS_STREAM
 from shared.nats_server import NatsServer
-from shared.streams import declare_topology
+from shared.streams import (
+    ACCEPTOR_CONSUMER,
+    CALL_CLAIMS_BUCKET,
+    WEBHOOKS_STREAM,
+    declare_topology,
+)
 from simulator import Faults
 from tests.faults.test_openai_faults import CONVERSATION, running
 from tests.stack import Stack
@@ -47,3 +55,36 @@ async def fail_events_during_first_accept(nc: nats.aio.client.Client, stack: Sta
     await declare_topology(js, replicas=1, session_ack_wait_s=ack_wait)
     await stack.events.wait_for(call.call_id, "session.attached", timeout=20)
     assert call.accept_count == 1, (call.accept_attempts, stack.events.types(call.call_id))
+
+
+async def test_a_claims_bucket_outage_delays_the_decision_but_loses_no_call(
+    nats_server: NatsServer,
+) -> None:
+    """JetStream refuses the acceptor's first write at once (no claims bucket, as while its
+    leader is elected on a cluster): the webhook is retried after a growing delay instead of
+    spending its deliveries in a burst, and the call is accepted once the bucket is back."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        async with running(nats_server, Faults(), accept_deadline_s=15.0) as stack:
+            assert stack.simulator is not None
+            js = nc.jetstream()
+            await js.delete_key_value(CALL_CLAIMS_BUCKET)
+            (call,) = await stack.simulator.place_calls(CONVERSATION, 1, 1)
+            await delivered(js, times=4)  # the acceptor tried and failed, three times over
+            ack_wait = stack.settings().session_ack_wait_s
+            await declare_topology(js, replicas=1, session_ack_wait_s=ack_wait)
+            await stack.events.wait_for(call.call_id, "session.attached", timeout=20)
+            assert call.accept_count == 1, (call.accept_attempts, stack.events.types(call.call_id))
+    finally:
+        await nc.close()
+
+
+async def delivered(js: JetStreamContext, times: int, timeout: float = 15.0) -> None:
+    """Until the acceptor's consumer has made `times` deliveries (polled: JetStream announces
+    no redelivery)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            info = await js.consumer_info(WEBHOOKS_STREAM, ACCEPTOR_CONSUMER)
+            if info.delivered.consumer_seq >= times:
+                return
+            await asyncio.sleep(0.05)

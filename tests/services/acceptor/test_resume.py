@@ -1,5 +1,6 @@
 """A webhook redelivered after OpenAI accepted its call (a write failed, or the acceptor
-died) finishes the paperwork and never accepts again."""
+died) finishes the paperwork and never accepts again; one whose handling failed comes back
+after a growing delay."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from nats.js.kv import KeyValue
 
+from services.acceptor.acceptor import redelivery_delay
 from shared.agents import AgentProfile
 from shared.calls import IncomingCall, SessionJob, SipHeader
-from shared.streams import CALL_CLAIMS_BUCKET, SESSIONS_STREAM
+from shared.streams import ACCEPTOR_MAX_DELIVER, CALL_CLAIMS_BUCKET, SESSIONS_STREAM
 from simulator import CallerScript
 from tests.services.acceptor.conftest import Rig
 
@@ -55,3 +57,11 @@ async def until_claim_done(claims: KeyValue, call_id: str) -> None:
                 return
     finally:
         await watcher.stop()
+
+
+def test_a_failed_webhook_comes_back_sooner_first_then_every_second() -> None:
+    delays = [redelivery_delay(delivery) for delivery in range(1, ACCEPTOR_MAX_DELIVER)]
+    assert delays[:5] == [0.1, 0.2, 0.4, 0.8, 1.0]
+    assert max(delays) == 1.0
+    # Its deliveries outlast a leader election and the longest ring: about a minute.
+    assert sum(delays) > 50
