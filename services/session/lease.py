@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import Header
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
@@ -21,6 +23,8 @@ from nats.js.kv import KeyValue
 
 from shared.nats import lost_race
 from shared.streams import CALL_LEASES_BUCKET
+
+log = logging.getLogger(__name__)
 
 # Act only while the lease has this much life left: a clock margin against a renewal that
 # is in flight while another worker's create already waits for the expiry.
@@ -116,7 +120,9 @@ class CallLease:
         return time.monotonic() < self._renewed_at + self.ttl_s - _SAFETY_MARGIN_S
 
     async def release(self) -> None:
-        """Give the call up (it ended, or it is handed to another worker)."""
+        """Give the call up (it ended, or it is handed to another worker). Best effort: a
+        delete JetStream cannot take now (its bucket electing a leader, say) leaves the
+        lease to lapse by its TTL, which only delays a next owner by that much."""
         if not self.held():
             return
         self._renewed_at = 0.0  # fenced from now on, whatever the delete answers
@@ -124,3 +130,7 @@ class CallLease:
             await self._kv.delete(self.call_id, last=self.revision)
         except (KeyWrongLastSequenceError, APIError):
             pass  # already someone else's, or expired: nothing of ours to delete
+        except NatsError as error:
+            log.warning(
+                "lease not released, it lapses in %ss: %s", self.ttl_s, type(error).__name__
+            )
