@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import nats
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from services.acceptor.main import Acceptor
 from services.ingress.app import WEBHOOK_PATH
@@ -31,6 +32,19 @@ API_KEY = "sk-test-" + "k" * 24
 
 def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+async def deliveries(
+    js: JetStreamContext, stream: str, consumer: str, times: int, timeout: float = 15.0
+) -> None:
+    """Until `consumer` has made `times` deliveries, redeliveries included (polled:
+    JetStream announces no redelivery)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            info = await js.consumer_info(stream, consumer)
+            if info.delivered.consumer_seq >= times:
+                return
+            await asyncio.sleep(0.05)
 
 
 class EventLog:

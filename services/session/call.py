@@ -187,7 +187,15 @@ class CallRunner:
 
     async def run(self) -> RunOutcome:
         bind(call_id=self.call_id, worker=self.ctx.worker_id)
-        if not await self._take_lease():
+        try:
+            taken = await self._take_lease()
+        except _RETRYABLE_NATS as error:
+            # The leases bucket cannot answer (electing a leader, say): try again soon
+            # rather than after the delivery's ack wait.
+            log.warning("lease not taken (%s), call returned for later", type(error).__name__)
+            await self.msg.nak(delay=1.0)
+            return RunOutcome.BUSY
+        if not taken:
             if self._handoff:
                 await self.msg.nak()
                 return RunOutcome.HANDED_OFF

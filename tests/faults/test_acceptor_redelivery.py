@@ -11,10 +11,7 @@ flight, and declared again once OpenAI has answered it.
 
 from __future__ import annotations
 
-import asyncio
-
 import nats
-from nats.js import JetStreamContext
 
 from shared.events import CALL_EVENTS_STREAM
 from shared.nats_server import NatsServer
@@ -26,7 +23,7 @@ from shared.streams import (
 )
 from simulator import Faults
 from tests.faults.test_openai_faults import CONVERSATION, running
-from tests.stack import Stack
+from tests.stack import Stack, deliveries
 
 
 async def test_a_failed_write_after_accept_does_not_accept_again(nats_server: NatsServer) -> None:
@@ -70,21 +67,11 @@ async def test_a_claims_bucket_outage_delays_the_decision_but_loses_no_call(
             js = nc.jetstream()
             await js.delete_key_value(CALL_CLAIMS_BUCKET)
             (call,) = await stack.simulator.place_calls(CONVERSATION, 1, 1)
-            await delivered(js, times=4)  # the acceptor tried and failed, three times over
+            # The acceptor tried and failed, three times over.
+            await deliveries(js, WEBHOOKS_STREAM, ACCEPTOR_CONSUMER, times=4)
             ack_wait = stack.settings().session_ack_wait_s
             await declare_topology(js, replicas=1, session_ack_wait_s=ack_wait)
             await stack.events.wait_for(call.call_id, "session.attached", timeout=20)
             assert call.accept_count == 1, (call.accept_attempts, stack.events.types(call.call_id))
     finally:
         await nc.close()
-
-
-async def delivered(js: JetStreamContext, times: int, timeout: float = 15.0) -> None:
-    """Until the acceptor's consumer has made `times` deliveries (polled: JetStream announces
-    no redelivery)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            info = await js.consumer_info(WEBHOOKS_STREAM, ACCEPTOR_CONSUMER)
-            if info.delivered.consumer_seq >= times:
-                return
-            await asyncio.sleep(0.05)

@@ -1,13 +1,24 @@
-"""The call lease: one owner at a time, and a release that never fails a finished call."""
+"""The call lease: one owner at a time, and a leases bucket that cannot answer (electing a
+leader on a cluster, say) delays a call but never fails it."""
 
 from __future__ import annotations
 
+import logging
+
 import nats
+import pytest
 from nats.js import JetStreamContext
 
 from services.session.lease import CallLease
 from shared.nats_server import NatsServer
-from shared.streams import CALL_LEASES_BUCKET, declare_topology
+from shared.streams import (
+    CALL_LEASES_BUCKET,
+    SESSION_CONSUMER,
+    SESSIONS_STREAM,
+    declare_topology,
+)
+from simulator import CallerScript
+from tests.stack import Stack, deliveries
 
 
 async def lease_for(js: JetStreamContext, worker: str) -> CallLease:
@@ -47,3 +58,23 @@ async def test_a_release_jetstream_cannot_take_leaves_the_lease_to_its_ttl(
         assert not lease.held()  # fenced all the same
     finally:
         await nc.close()
+
+
+async def test_a_job_whose_lease_cannot_be_taken_now_is_returned_not_failed(
+    nats_server: NatsServer, stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The leases bucket cannot answer when a job arrives: the worker gives the job back for
+    a retry a second later, and the call is attached once the bucket answers again."""
+    assert stack.simulator is not None
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await js.delete_key_value(CALL_LEASES_BUCKET)
+        (call,) = await stack.simulator.place_calls(CallerScript(), 1, 1)
+        await deliveries(js, SESSIONS_STREAM, SESSION_CONSUMER, times=2)
+        await declare_topology(js, session_ack_wait_s=stack.settings().session_ack_wait_s)
+        await stack.events.wait_for(call.call_id, "session.attached", timeout=20)
+    finally:
+        await nc.close()
+    assert "lease not taken (NoStreamResponseError)" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
