@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -77,7 +78,8 @@ log = logging.getLogger(__name__)
 # (not 404s: those end the call at once) the call is declared lost.
 REATTACH_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 REATTACH_GIVE_UP_S = 30.0
-# A NATS publish that times out is retried (same Nats-Msg-Id) while the lease holds.
+# A NATS publish that fails is retried (same Nats-Msg-Id) after these delays, the last one
+# repeating, for as long as the lease holds.
 PUBLISH_RETRY_S = (0.1, 0.25, 0.5, 1.0)
 HANGUP_ATTEMPTS = 3
 DEFAULT_GOODBYE_S = 10.0
@@ -573,19 +575,19 @@ class CallRunner:
     async def _publish(
         self, kind: EventType, data: dict[str, Any], *, msg_id: str | None = None
     ) -> None:
-        """Publish a call event durably; retried with the same id while the lease holds."""
+        """Publish a call event durably; retried with the same id while the lease holds (a
+        stream electing a leader refuses writes for seconds; the event exists nowhere else).
+        Once the lease lapses, LeaseLost: the call and its events are the next owner's."""
         msg_id = msg_id or uuid.uuid4().hex
-        for delay in (*PUBLISH_RETRY_S, None):
+        for attempt in itertools.count():
             if not self.lease.held():
                 raise LeaseLost(self.call_id)
             try:
                 await self.ctx.events.publish(self.call_id, kind, data, msg_id=msg_id)
                 return
             except _RETRYABLE_NATS as error:
-                if delay is None:
-                    raise
                 log.warning("event publish failed (%s), retrying", type(error).__name__)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(PUBLISH_RETRY_S[min(attempt, len(PUBLISH_RETRY_S) - 1)])
 
     async def _send(self, event: dict[str, Any]) -> bool:
         """Send on the sideband; False when no socket is attached (the caller retries)."""

@@ -1,10 +1,21 @@
-"""One worker and the simulator: drops, hang-ups, guards, the session cap, `end_call`.
+"""One worker and the simulator: drops, hang-ups, guards, the session cap, `end_call`, an
+events stream that refuses writes for a while.
 
 The whole stack runs in-process against a real nats-server; the simulator plays OpenAI.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import nats
+import pytest
+from nats.js import JetStreamContext
+
+from shared.events import CALL_EVENTS_STREAM
+from shared.nats_server import NatsServer
 from simulator import CallerScript
 from tests.services.session.conftest import (
     QUIET_LINE,
@@ -141,3 +152,48 @@ async def test_end_call_lets_the_goodbye_play_then_hangs_up(stack: Stack) -> Non
     report = stack.events.of_type(call.call_id, "call.report")[0].data
     assert [t["name"] for t in report["tools"]] == ["end_call"]
     assert_seq_continuous(stack.events.by_call[call.call_id])
+
+
+async def test_an_event_the_journal_cannot_take_yet_is_published_late_not_lost(
+    nats_server: NatsServer, stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The events stream stops taking writes for longer than a few retries (its leader
+    elected anew on a cluster): the caller's words wait in the worker, are published once
+    the stream is back, and the call goes on with the same owner."""
+    assert stack.simulator is not None
+    call = await stack.simulator.place_call(STAYS_ON)
+    await stack.events.wait_for(call.call_id, "transcript.caller", timeout=20)
+    nc = await nats.connect(nats_server.url)
+    try:
+        async with journal_refuses_writes(nc.jetstream()):
+            await call.emit(
+                {
+                    "type": "conversation.item.input_audio_transcription.completed",
+                    "item_id": "item_during_outage",
+                    "transcript": "Can I bring my dog?",
+                }
+            )
+            await until(lambda: caplog.text.count("event publish failed") >= 6, timeout=20)
+    finally:
+        await nc.close()
+
+    await stack.events.wait_for(call.call_id, "transcript.caller", count=2, timeout=20)
+    said = stack.events.of_type(call.call_id, "transcript.caller")
+    assert [e.data["item_id"] for e in said][-1] == "item_during_outage"
+    assert len(attaches(stack, call.call_id)) == 1 and call.live
+    await call.hang_up()
+    await stack.events.wait_for(call.call_id, "call.report", timeout=20)
+    assert_seq_continuous(stack.events.by_call[call.call_id])
+
+
+@contextlib.asynccontextmanager
+async def journal_refuses_writes(js: JetStreamContext) -> AsyncIterator[None]:
+    """The CALL_EVENTS stream stops listening on the journal, then listens again; what it
+    stored stays."""
+    config = (await js.stream_info(CALL_EVENTS_STREAM)).config
+    subjects = config.subjects
+    await js.update_stream(replace(config, subjects=["calls.outage"], republish=None))
+    try:
+        yield
+    finally:
+        await js.update_stream(replace(config, subjects=subjects))
