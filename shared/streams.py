@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 WEBHOOKS_STREAM = "WEBHOOKS"
 INCOMING_CALL_SUBJECT = "webhooks.realtime.call.incoming"
 ACCEPTOR_CONSUMER = "acceptor"
+ACCEPTOR_ACK_WAIT_S = 5.0
 ACCEPTOR_MAX_DELIVER = 60
 
 # Accepted calls waiting for (or held by) a session worker: a work queue.
@@ -105,7 +106,7 @@ async def declare_topology(
             durable_name=ACCEPTOR_CONSUMER,
             filter_subject=INCOMING_CALL_SUBJECT,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=5.0,
+            ack_wait=ACCEPTOR_ACK_WAIT_S,
             # Failed handlings come back after up to 1 s (services/acceptor/acceptor.py
             # redelivery_delay): about a minute of tries, past any ring time and election.
             max_deliver=ACCEPTOR_MAX_DELIVER,

@@ -4,6 +4,8 @@ health server. A bad agents file stops it at start-up with the line and the reas
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -13,6 +15,7 @@ from faststream.exceptions import NackMessage
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.prometheus import NatsPrometheusMiddleware
+from nats.aio.msg import Msg
 from openai import AsyncOpenAI
 from prometheus_client import REGISTRY
 
@@ -36,6 +39,7 @@ from shared.ops import HttpServer, ops_app
 from shared.service import run
 from shared.settings import Settings
 from shared.streams import (
+    ACCEPTOR_ACK_WAIT_S,
     ACCEPTOR_CONSUMER,
     CALL_CLAIMS_BUCKET,
     INCOMING_CALL_SUBJECT,
@@ -104,11 +108,16 @@ class Acceptor:
 
     async def on_incoming_call(self, call: IncomingCall, message: NatsMessage) -> None:
         assert self._acceptor is not None
+        keep_alive = asyncio.create_task(_in_progress_while_handled(message.raw_message))
         try:
             await self._acceptor.handle(call)
         except Exception as error:
             delivery = message.raw_message.metadata.num_delivered
             raise NackMessage(delay=redelivery_delay(delivery)) from error
+        finally:
+            keep_alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep_alive
 
     def is_ready(self) -> bool:
         connection = self.broker._connection
@@ -161,6 +170,16 @@ class Acceptor:
         if self._openai is not None:
             await self._openai.close()
         await self.http.stop()
+
+
+async def _in_progress_while_handled(message: Msg) -> None:
+    """Keep a webhook's delivery ours while its call is decided (an accept with retries, or
+    the writes after it, can outlast the ack wait): redelivered meanwhile, it would find the
+    claim still `accepting` and send a second accept."""
+    while True:
+        await asyncio.sleep(ACCEPTOR_ACK_WAIT_S / 3)
+        with contextlib.suppress(Exception):  # the next beat, or the ack, may still land
+            await message.in_progress()
 
 
 def main(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import nats
 from shared.events import CALL_EVENTS_STREAM
 from shared.nats_server import NatsServer
 from shared.streams import (
+    ACCEPTOR_ACK_WAIT_S,
     ACCEPTOR_CONSUMER,
     CALL_CLAIMS_BUCKET,
     WEBHOOKS_STREAM,
@@ -75,3 +76,17 @@ async def test_a_claims_bucket_outage_delays_the_decision_but_loses_no_call(
             assert call.accept_count == 1, (call.accept_attempts, stack.events.types(call.call_id))
     finally:
         await nc.close()
+
+
+async def test_an_accept_slower_than_the_ack_wait_is_not_redelivered_and_sent_again(
+    nats_server: NatsServer,
+) -> None:
+    """OpenAI takes longer to answer than the webhook consumer's ack wait (5 s): the acceptor
+    keeps the delivery alive meanwhile, so JetStream does not hand the webhook to another
+    handler, which would find the claim still `accepting` and send a second accept."""
+    slow = Faults(accept_delay_s=ACCEPTOR_ACK_WAIT_S + 1.5)
+    async with running(nats_server, slow, openai_timeout_s=15.0, accept_deadline_s=20.0) as stack:
+        assert stack.simulator is not None
+        (call,) = await stack.simulator.place_calls(CONVERSATION, 1, 1)
+        await stack.events.wait_for(call.call_id, "session.attached", timeout=30)
+        assert call.accept_attempts == 1, stack.events.types(call.call_id)
