@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import os
 import subprocess
@@ -333,6 +334,10 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
+    # This process times each call (webhook sent → accept received) and plays OpenAI: a
+    # garbage collection here would be counted as Switchboard's latency. The services and
+    # the inline baseline run in processes of their own, collector on.
+    gc.disable()
     asyncio.run(main_async(args))
 
 
