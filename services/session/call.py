@@ -18,7 +18,6 @@ once the response that asked is done. Only the built-in `end_call` is run here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -32,6 +31,7 @@ from typing import Any
 import nats.errors
 import openai
 import websockets
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError
@@ -61,7 +61,7 @@ from services.session.sideband_events import (
     response_create,
     tool_output_item,
 )
-from services.session.tasks import cancel_and_wait
+from services.session.tasks import cancel_and_wait, wait_a_while
 from services.session.tools import ToolRunner
 from shared import metrics
 from shared.admission import release_call
@@ -92,14 +92,6 @@ _RETRYABLE_NATS = (
 )
 
 
-async def wait_a_while(event: asyncio.Event, timeout: float) -> None:
-    """Until `event` is set or `timeout` passes. (Not `asyncio.wait_for`: on Python 3.11 it
-    can swallow a cancellation that races with the event, and the task never ends.)"""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            await event.wait()
-
-
 class CallGone(Exception):
     """The sideband answered 404: the call is over."""
 
@@ -121,6 +113,7 @@ class WorkerContext:
 
     settings: Settings
     worker_id: str
+    nc: Client
     js: JetStreamContext
     leases: Any  # nats KeyValue of call leases
     events: CallEventPublisher
@@ -216,7 +209,7 @@ class CallRunner:
         self.actions.runner = self.ctx.tools
         # The model never asks again for a tool call an earlier owner left unanswered.
         self.actions.resume(history.open_tools)
-        control = CallControl.for_call(self.ctx.js, self.call_id, self.actions, self.ctx.worker_id)
+        control = CallControl(self.ctx.nc, self.call_id, self.actions, self.ctx.worker_id)
         await control.start()  # operator commands follow the call to whoever owns it
         heartbeat = asyncio.create_task(self._heartbeat())
         timers = asyncio.create_task(self._timers())

@@ -15,7 +15,6 @@ from typing import Protocol
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from shared.control import ControlCommand, ControlReply, control_subject
@@ -56,13 +55,6 @@ class CallControl:
         self._call = call
         self._worker = worker
         self._sub: Subscription | None = None
-
-    @classmethod
-    def for_call(
-        cls, js: JetStreamContext, call_id: str, call: Controllable, worker: str
-    ) -> CallControl:
-        """On the worker's own connection (JetStreamContext keeps it as `_nc`)."""
-        return cls(js._nc, call_id, call, worker)
 
     async def start(self) -> None:
         if self._sub is None:

@@ -5,12 +5,14 @@ On Python 3.11, `asyncio.wait_for` returns the inner result instead of raising w
 `request()` (hence every JetStream publish, KV update and lease renewal) awaits through
 `wait_for`, so one `task.cancel()` aimed at a task that is waiting on a NATS reply can be
 swallowed, and a `while True` loop (a heartbeat, a reporter) carries on for ever while its
-owner waits for it to end. `cancel_and_wait` cancels again until the tasks have ended.
+owner waits for it to end. `cancel_and_wait` cancels again until the tasks have ended,
+and `wait_a_while` waits on an event with a timeout without `wait_for`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 # How long a cancelled task has to end before it is cancelled again.
@@ -27,3 +29,11 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
     for task in tasks:
         if task is not None and not task.cancelled():
             task.exception()  # retrieved: no "exception was never retrieved" warnings
+
+
+async def wait_a_while(event: asyncio.Event, timeout: float) -> None:
+    """Until `event` is set or `timeout` passes. (Not `asyncio.wait_for`: on Python 3.11 it
+    can swallow a cancellation that races with the event, and the task never ends.)"""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()

@@ -28,10 +28,10 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from services.session.call import CallRunner, RunOutcome, WorkerContext, wait_a_while
+from services.session.call import CallRunner, RunOutcome, WorkerContext
 from services.session.lease import CallLease
 from services.session.slots import SlotReport, free_elsewhere, handoff_budget
-from services.session.tasks import cancel_and_wait
+from services.session.tasks import cancel_and_wait, wait_a_while
 from services.session.tools import ToolRunner
 from shared import metrics
 from shared.calls import SessionJob
@@ -97,10 +97,10 @@ class SessionWorker:
 
     async def start(self) -> None:
         bind(worker=self.worker_id)  # every line of this worker's tasks names it
-        self._nc = await connect(
+        nc = self._nc = await connect(
             self.settings.nats_servers, f"switchboard-session-{self.worker_id}"
         )
-        js = self._nc.jetstream()
+        js = nc.jetstream()
         await declare_topology(
             js,
             replicas=self.settings.nats_replicas,
@@ -109,6 +109,7 @@ class SessionWorker:
         self._ctx = WorkerContext(
             settings=self.settings,
             worker_id=self.worker_id,
+            nc=nc,
             js=js,
             leases=await js.key_value(CALL_LEASES_BUCKET),
             events=CallEventPublisher(js),
