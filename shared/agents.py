@@ -13,7 +13,7 @@ parameter on SIP).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -63,12 +63,17 @@ class FunctionTool(BaseModel):
     timeout_s: float = Field(8.0, gt=0, le=60)
 
 
+BuiltinName = Literal["end_call", "transfer_call"]
+# Tools that act on the call itself: a worker runs them, never a tool service.
+BUILTIN_TOOL_NAMES: frozenset[str] = frozenset(get_args(BuiltinName))
+
+
 class BuiltinTool(BaseModel):
     """A tool Switchboard runs itself (`end_call`, `transfer_call`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    builtin: Literal["end_call", "transfer_call"]
+    builtin: BuiltinName
     targets: dict[str, str] = Field(default_factory=dict)
     # end_call: how long the goodbye may play before the hang-up; transfer_call: how long
     # the call has to leave after REFER (REFER can answer 200 and do nothing).

@@ -38,7 +38,7 @@ from services.session.tools import (
     run_key,
 )
 from shared import metrics
-from shared.agents import AgentProfile, FunctionTool
+from shared.agents import BUILTIN_TOOL_NAMES, AgentProfile, FunctionTool
 from shared.events import EventType
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class CallActions:
 
     async def _resume_tool(self, tool: OpenTool) -> None:
         name = tool.name[:64]
-        if name in ("end_call", "transfer_call"):
+        if name in BUILTIN_TOOL_NAMES:
             result = ToolResult(error=INTERRUPTED)
         else:
             try:
@@ -136,7 +136,7 @@ class CallActions:
     # -- tool calls ------------------------------------------------------------------------
 
     async def _run_tool(self, tool_call_id: str, name: str, arguments: str) -> None:
-        if name in ("end_call", "transfer_call") and self.runner is not None:
+        if name in BUILTIN_TOOL_NAMES and self.runner is not None:
             if not await self.runner.claim(self.call_id, tool_call_id, name):
                 log.info("built-in %s %s already ran: not again", name, tool_call_id)
                 return
