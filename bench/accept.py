@@ -205,16 +205,21 @@ async def run_rate(
     }
 
 
-async def warm_up(sim: Simulator, timeout: float = 30.0) -> None:
-    """Until one call is accepted: every process connected, the worker's slots reported."""
+async def first_accept(sim: Simulator, timeout: float = 30.0) -> None:
+    """Until one call is accepted: the path under test is up end to end."""
     async with asyncio.timeout(timeout):
         while True:
             call = await sim.place_call(HANG_UP)
             with contextlib.suppress(Exception):
                 await call.wait_until(lambda c: c.state != "ringing", timeout=5)
             if call.accept_count:
-                break
+                return
             await asyncio.sleep(0.5)
+
+
+async def warm_up(sim: Simulator) -> None:
+    """Every process connected, the worker's slots reported, connections and code warm."""
+    await first_accept(sim)
     calls = await place(sim, 20, 20)  # warm connections and code paths
     for call in calls:
         with contextlib.suppress(Exception):
@@ -275,14 +280,7 @@ async def bench_inline(rates: list[int], seconds: float) -> list[dict[str, Any]]
         ) as inline:
             pids = {"bench": os.getpid(), "inline": inline.pid}
             await wait_http(f"http://127.0.0.1:{sim.port}/healthz")
-            async with asyncio.timeout(30):
-                while True:  # the inline server is up when a call gets accepted
-                    call = await sim.place_call(HANG_UP)
-                    with contextlib.suppress(Exception):
-                        await call.wait_until(lambda c: c.state != "ringing", timeout=3)
-                    if call.accept_count:
-                        break
-                    await asyncio.sleep(0.3)
+            await first_accept(sim)  # the inline server is up
             for rate in rates:
                 rows.append({"path": "inline", **await run_rate(sim, rate, seconds, pids)})
     finally:
