@@ -56,6 +56,20 @@ class EventType(StrEnum):
     CALL_REPORT = "call.report"
 
 
+class EndReason(StrEnum):
+    """`call.ended`'s `reason` (external contract); each one is produced by the session
+    worker (services/session/runner.py)."""
+
+    CALLER_HANGUP = "caller_hangup"  # the call left us with nothing of ours pending
+    AGENT_HANGUP = "agent_hangup"  # the model's end_call, after its goodbye
+    OPERATOR_HANGUP = "operator_hangup"  # POST /calls/{call_id}/hangup
+    TRANSFERRED = "transferred"  # the call left us while our REFER was pending
+    MAX_DURATION = "max_duration"  # the agent's max_duration_s, or OpenAI's session cap
+    IDLE = "idle"  # the caller stayed silent through the idle prompt
+    ERROR = "error"  # OpenAI refused the sideband for good (a bad key, say)
+    LOST = "lost"  # the sideband stayed unreachable: the call's fate is unknown
+
+
 class CallEvent(BaseModel):
     """The envelope on `calls.events.<call_id>` (external contract)."""
 

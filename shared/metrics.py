@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared.events import EndReason
+
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 _CALL = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
@@ -132,11 +134,8 @@ for _reason in ("missing_headers", "bad_signature", "bad_timestamp", "stale", "f
     WEBHOOK_AUTH_FAILURES.labels(_reason)
 for _outcome in ("accepted", "rejected", "duplicate", "missed", "failed", "expired"):
     ACCEPT_DECISIONS.labels(_outcome)
-for _reason in (
-    "caller_hangup", "agent_hangup", "operator_hangup", "transferred", "max_duration", "idle",
-    "error", "lost",
-):  # fmt: skip
-    CALLS_ENDED.labels(_reason)
+for _end in EndReason:
+    CALLS_ENDED.labels(_end.value)
 for _outcome in ("transferred", "failed"):
     TRANSFERS.labels(_outcome)
 for _endpoint in ("accept", "reject", "hangup", "refer"):

@@ -2,7 +2,8 @@
 `transfer_call`, and the operator's commands. One per `CallRunner`, which feeds it the
 model's tool calls and lends it a few hooks (answer a tool call, ask for a response, hang
 up, publish, do I own the call), so all of this is written and tested apart from the
-socket loop. Tool calls run as tasks: the socket must keep being read while a tool works.
+socket loop, and without knowing which OpenAI API the call is on. Tool calls run as
+tasks: the socket must keep being read while a tool works.
 """
 
 from __future__ import annotations
@@ -14,17 +15,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import openai
-
 from services.session.control import ControlReply
 from services.session.history import OpenTool
+from services.session.sideband import Speak
 from services.session.tasks import cancel_and_wait
 from services.session.telephony import (
     PendingTransfer,
     TransferRefused,
     TransferTarget,
     builtin_tool,
-    refer,
     resolve_model_target,
     resolve_operator_target,
 )
@@ -39,7 +38,7 @@ from services.session.tools import (
 )
 from shared import metrics
 from shared.agents import BUILTIN_TOOL_NAMES, AgentProfile, FunctionTool
-from shared.events import EventType
+from shared.events import EndReason, EventType
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +52,10 @@ class CallHooks:
 
     publish: Publish  # a call event, fenced by the lease
     answer: Callable[[str, str], Awaitable[None]]  # (tool_call_id, output): after the response
-    respond: Callable[[dict[str, Any]], Awaitable[None]]  # a response.create, in its turn
+    respond: Callable[[Speak], Awaitable[None]]  # the agent speaks, in its turn
     end_after_goodbye: Callable[[], None]  # hang up once the goodbye has played
-    hang_up: Callable[[str], Awaitable[None]]  # REST hangup with this end reason
+    hang_up: Callable[[EndReason], Awaitable[None]]  # REST hangup with this end reason
+    transfer: Callable[[str], Awaitable[str]]  # SIP REFER to a URI: the HTTP status as text
     owns_call: Callable[[], bool]
 
 
@@ -65,13 +65,11 @@ class CallActions:
         call_id: str,
         agent: AgentProfile,
         runner: ToolRunner | None,
-        openai_client: openai.AsyncOpenAI,
         hooks: CallHooks,
     ) -> None:
         self.call_id = call_id
         self.agent = agent
-        self.runner = runner  # set once the worker's connection is known
-        self._openai = openai_client
+        self.runner = runner
         self._hooks = hooks
         self.transfer: PendingTransfer | None = None
         self._seen: set[str] = set()
@@ -226,7 +224,7 @@ class CallActions:
         timeout = tool.timeout_s if tool is not None else 10.0
         if not self._hooks.owns_call():
             return "this worker no longer holds the call"
-        status = await refer(self._openai, self.call_id, target.uri)
+        status = await self._hooks.transfer(target.uri)
         if status != "200":
             await self._transfer_failed(target.name, f"refer_{status}")
             return "the transfer could not be started"
@@ -257,7 +255,7 @@ class CallActions:
         return self._hooks.owns_call()
 
     async def operator_hangup(self) -> ControlReply:
-        await self._hooks.hang_up("operator_hangup")
+        await self._hooks.hang_up(EndReason.OPERATOR_HANGUP)
         return ControlReply(ok=True, status="ended")
 
     async def operator_transfer(self, target: str) -> ControlReply:
@@ -270,9 +268,7 @@ class CallActions:
         return ControlReply(ok=True, status="transferring")
 
     async def operator_say(self, instructions: str) -> ControlReply:
-        await self._hooks.respond(
-            {"type": "response.create", "response": {"instructions": instructions}}
-        )
+        await self._hooks.respond(Speak("operator", instructions))
         return ControlReply(ok=True, status="queued")
 
     def _spawn(self, coro: Awaitable[Any]) -> None:

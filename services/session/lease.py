@@ -1,19 +1,24 @@
-"""`CallLease`: which worker owns a call, with a fencing token.
+"""`CallLease`: which worker owns a call, with a fencing token; `take` and `keep` it.
 
 JetStream alone cannot give exclusive ownership (a late ack or +WPI from a worker that lost
 its delivery is still accepted), so ownership lives in a KV key per call: created only if
 absent, with a TTL, renewed by compare-and-set with a fresh TTL. The revision is the
 fencing token: a worker whose renewal failed, or whose last renewal is older than the TTL
 (it was paused, say), has lost the call and must not act on it any more.
+
+The lease and the JetStream delivery of the call's job live together: `take` waits a
+little for a dead owner's lease to lapse while keeping the delivery ours, `keep` renews
+both while the call runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -21,6 +26,7 @@ from nats.js.api import Header
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from shared.leases import LeaseValue
 from shared.nats import lost_race
 from shared.streams import CALL_LEASES_BUCKET
 
@@ -56,7 +62,7 @@ class CallLease:
         self._renewed_at = 0.0
 
     def _value(self) -> bytes:
-        return json.dumps({"worker": self.worker, "attempt": self.attempt}).encode()
+        return LeaseValue(worker=self.worker, attempt=self.attempt).encode()
 
     async def acquire(self) -> bool:
         """Take the call if nobody holds it; False if another worker does."""
@@ -89,11 +95,10 @@ class CallLease:
             entry = await self._kv.get(self.call_id)
         except KeyNotFoundError:
             return None
-        try:
-            value = json.loads(entry.value or b"{}")
-            return LeaseHolder(str(value["worker"]), int(value["attempt"]), entry.revision or 0)
-        except (ValueError, KeyError, TypeError):
+        value = LeaseValue.decode(entry.value)
+        if value is None:
             return LeaseHolder("?", 0, entry.revision or 0)
+        return LeaseHolder(value.worker, value.attempt, entry.revision or 0)
 
     async def renew(self) -> None:
         """Extend the lease by compare-and-set with a fresh TTL (the KV API's update has no
@@ -134,3 +139,51 @@ class CallLease:
             log.warning(
                 "lease not released, it lapses in %ss: %s", self.ttl_s, type(error).__name__
             )
+
+
+class Delivery(Protocol):
+    """The JetStream delivery of the call's job (a `nats.aio.msg.Msg`)."""
+
+    async def in_progress(self) -> None: ...
+
+
+async def take(lease: CallLease, delivery: Delivery, give_up: Callable[[], bool]) -> bool:
+    """The lease, waiting a little for a dead owner's to lapse (its job was redelivered
+    about when its lease expires), with +WPI so the delivery stays ours meanwhile; False
+    when another worker holds it, or `give_up()` turns true (a hand-off was asked for)."""
+    if await lease.acquire():
+        return True
+    deadline = time.monotonic() + lease.ttl_s + 1.5
+    beat = time.monotonic()
+    while time.monotonic() < deadline and not give_up():
+        if time.monotonic() - beat >= 1.0:
+            beat = time.monotonic()
+            await delivery.in_progress()
+        if await lease.acquire_within(0.5):
+            return True
+    return False
+
+
+async def keep(
+    lease: CallLease, delivery: Delivery, period_s: float, lost: Callable[[], Awaitable[None]]
+) -> None:
+    """Renew the lease and the delivery every `period_s` until cancelled; the delivery only
+    while the lease holds (acks are not fenced by JetStream). Calls `lost()` and returns
+    when the lease is someone else's."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            await lease.renew()
+        except LeaseLost:
+            await lost()
+            return
+        except Exception as error:  # NATS hiccup: the next beat may succeed
+            log.warning("lease renewal failed: %s", type(error).__name__)
+            if not lease.held():
+                await lost()
+                return
+            continue
+        try:
+            await delivery.in_progress()
+        except Exception as error:
+            log.warning("in-progress ack failed: %s", type(error).__name__)

@@ -13,10 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import openai
-
 from shared.agents import AgentProfile, BuiltinTool
-from shared.call_control import call_control
 
 _DIALABLE = re.compile(r"^(tel:\+?[0-9][0-9().\- ]{2,31}|sips?:[^\s<>\"]{3,253})$")
 
@@ -77,12 +74,3 @@ class PendingTransfer:
     target: TransferTarget
     deadline: float  # monotonic
     tool_call_id: str | None  # None when an operator asked
-
-    def expired(self, now: float) -> bool:
-        return now >= self.deadline
-
-
-async def refer(client: openai.AsyncOpenAI, call_id: str, uri: str) -> str:
-    """Send REFER; the HTTP status as text ('timeout' when none came back)."""
-    answer = await call_control("refer", client.realtime.calls.refer(call_id, target_uri=uri))
-    return answer.status

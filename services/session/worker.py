@@ -28,8 +28,8 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from services.session.call import CallRunner, RunOutcome, WorkerContext
 from services.session.lease import CallLease
+from services.session.runner import CallRunner, RunOutcome, WorkerContext
 from services.session.slots import SlotReport, free_elsewhere, handoff_budget
 from services.session.tasks import cancel_and_wait, wait_a_while
 from services.session.tools import ToolRunner

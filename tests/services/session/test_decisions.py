@@ -1,4 +1,4 @@
-"""The session worker's pure decisions: sideband meanings, guards, history, slots, report."""
+"""The session worker's pure decisions: guards, history, slots, report."""
 
 from __future__ import annotations
 
@@ -7,83 +7,8 @@ from datetime import UTC, datetime, timedelta
 from services.session.guards import CallGuards, GuardAction
 from services.session.history import CallHistory, OpenTool
 from services.session.report import build_report
-from services.session.sideband_events import (
-    AudioStopped,
-    Publish,
-    ResponseDone,
-    ResponseStarted,
-    ServerError,
-    ToolCall,
-    canonical_type,
-    greeting_event,
-    interpret,
-    session_update,
-)
 from services.session.slots import SlotReport, free_elsewhere, handoff_budget
-from shared.events import CallEvent, EventType
-
-# -- sideband events ----------------------------------------------------------------------
-
-
-def test_ga_and_beta_transcript_names_mean_the_same() -> None:
-    for kind in ("response.output_audio_transcript.done", "response.audio_transcript.done"):
-        meaning = interpret({"type": kind, "transcript": " Hello ", "item_id": "item_1"})
-        assert meaning == Publish(
-            EventType.TRANSCRIPT_AGENT, {"text": "Hello", "item_id": "item_1"}
-        )
-    assert canonical_type({"type": "conversation.item.created"}) == "conversation.item.added"
-
-
-def test_caller_transcript_dtmf_and_empty_ones() -> None:
-    caller = interpret(
-        {
-            "type": "conversation.item.input_audio_transcription.completed",
-            "transcript": "Hi",
-            "item_id": "i",
-        }
-    )
-    assert caller == Publish(EventType.TRANSCRIPT_CALLER, {"text": "Hi", "item_id": "i"})
-    empty = {"type": "conversation.item.input_audio_transcription.completed", "transcript": ""}
-    assert interpret(empty) is None
-    dtmf = interpret({"type": "input_audio_buffer.dtmf_event_received", "event": "9"})
-    assert dtmf == Publish(EventType.DTMF, {"digit": "9"})
-    assert interpret({"type": "input_audio_buffer.dtmf_event_received"}) is None
-
-
-def test_tool_calls_responses_audio_and_errors() -> None:
-    call = interpret(
-        {
-            "type": "response.function_call_arguments.done",
-            "call_id": "call_1",
-            "name": "end_call",
-            "arguments": "{}",
-            "response_id": "resp_1",
-        }
-    )
-    assert call == ToolCall("call_1", "end_call", "{}", "resp_1")
-    assert interpret({"type": "response.created"}) == ResponseStarted()
-    assert interpret({"type": "response.done", "response": {"id": "r"}}) == ResponseDone("r")
-    assert interpret({"type": "output_audio_buffer.stopped"}) == AudioStopped()
-    error = interpret(
-        {"type": "error", "error": {"code": "conversation_already_has_active_response"}}
-    )
-    assert isinstance(error, ServerError) and error.response_conflict
-    expired = interpret({"type": "error", "error": {"code": "session_expired", "message": "x"}})
-    assert isinstance(expired, ServerError) and expired.session_expired
-    assert interpret({"type": "rate_limits.updated"}) is None
-
-
-def test_client_events_have_the_ga_shape() -> None:
-    assert greeting_event("Hi there") == {
-        "type": "response.create",
-        "response": {"instructions": "Greet the caller: Hi there"},
-    }
-    update = session_update({"type": "wrong", "instructions": "x"})
-    assert update == {
-        "type": "session.update",
-        "session": {"type": "realtime", "instructions": "x"},
-    }
-
+from shared.events import CallEvent
 
 # -- guards -------------------------------------------------------------------------------
 

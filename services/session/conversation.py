@@ -1,0 +1,351 @@
+"""`Conversation`: one owned call while it is live, over its `Sideband`.
+
+It attaches (greeting on the call's first attach only), acts on the call's events
+(transcripts and key presses become call events, tool calls go to the call's actions,
+responses feed the turn-taking), enforces the agent's guards with one timer task, hangs
+up, and tells a dropped socket from a finished call by re-attaching: a live call lets us
+back in, a finished one is gone. Which OpenAI API is behind the sideband does not matter.
+Every side effect is fenced by the lease (`LeaseLost`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Literal
+
+from services.session.actions import CallActions, CallHooks
+from services.session.guards import CallGuards, GuardAction
+from services.session.journal import CallJournal, backoff, call_event
+from services.session.lease import CallLease, LeaseLost
+from services.session.sideband import (
+    AgentAudioCleared,
+    AgentAudioStopped,
+    AgentTranscript,
+    CallEnded,
+    CallerSpeechStarted,
+    CallerTranscript,
+    CallGone,
+    Command,
+    Dtmf,
+    ResponseConflict,
+    ResponseDone,
+    ResponseStarted,
+    SessionExpiring,
+    Sideband,
+    SidebandError,
+    SidebandEvent,
+    SidebandRefused,
+    SidebandUnavailable,
+    Speak,
+    ToolCallRequested,
+    ToolOutput,
+)
+from services.session.tasks import wait_a_while
+from services.session.tools import ToolRunner
+from services.session.turns import Turns, goodbye, greeting, idle_prompt
+from shared import metrics
+from shared.agents import BuiltinTool
+from shared.calls import SessionJob
+from shared.events import EndReason, EventType
+
+log = logging.getLogger(__name__)
+
+# Re-attach after a dropped socket: the delay grows to a cap; after GIVE_UP_S of failures
+# (not "gone": that ends the call at once) the call is declared lost.
+REATTACH_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+REATTACH_GIVE_UP_S = 30.0
+HANGUP_ATTEMPTS = 3
+DEFAULT_GOODBYE_S = 10.0
+Handoff = Literal["handoff"]
+
+
+class _HandingOff(Exception):
+    """A hand-off was asked for while the sideband was opening."""
+
+
+class Conversation:
+    def __init__(
+        self,
+        job: SessionJob,
+        sideband: Sideband,
+        journal: CallJournal,
+        lease: CallLease,
+        tools: ToolRunner,
+        worker_id: str,
+    ) -> None:
+        self.job = job
+        self.call_id = job.call_id
+        self.sideband = sideband
+        self.journal = journal
+        self.lease = lease
+        self.worker_id = worker_id
+        self.attempt = 1
+        self.greeted = False
+        self.handing_off = False
+        self.lost = False
+        self.turns = Turns(responses_conflict=sideband.responses_conflict)
+        limits = job.agent.limits
+        self.guards = CallGuards(
+            started_at=job.accepted_at.timestamp(),
+            max_duration_s=limits.max_duration_s,
+            idle_timeout_s=limits.idle_timeout_s,
+            goodbye_s=_goodbye_s(job),
+            last_activity=time.time(),
+        )
+        self._ended: EndReason | None = None
+        self._hangup_after_audio: EndReason | None = None  # once the agent stops talking
+        self._hangup_deadline: float | None = None  # monotonic; hang up even if still talking
+        self._session_expired = False
+        self._wake = asyncio.Event()  # re-plan the timers
+        # Tools, transfers and operator commands (services/session/actions.py).
+        self.actions = CallActions(
+            job.call_id,
+            job.agent,
+            tools,
+            CallHooks(
+                publish=journal.publish,
+                answer=self._answer_tool,
+                respond=self._speak,
+                end_after_goodbye=lambda: self._end_after_goodbye(
+                    EndReason.AGENT_HANGUP, self.guards.goodbye_s
+                ),
+                hang_up=self._hang_up,
+                transfer=self._transfer,
+                owns_call=lease.held,
+            ),
+        )
+
+    async def hand_off(self) -> None:
+        """Stop talking now (drain): close our sideband; the call goes on elsewhere."""
+        self.handing_off = True
+        self._wake.set()
+        await self.sideband.close()
+
+    async def run(self) -> EndReason | Handoff:
+        """Attach, pump, re-attach on a drop; the end reason, or "handoff"."""
+        reconnects = failures = 0
+        failing_since: float | None = None
+        while True:
+            if self.handing_off:
+                return "handoff"
+            if self._ended is not None:
+                return self._ended
+            try:
+                await self._attach(reconnects)
+            except CallGone:
+                return await self._call_left()
+            except _HandingOff:
+                return "handoff"
+            except SidebandRefused as error:
+                log.error("sideband refused, ending the call: %s", error)
+                return EndReason.ERROR
+            except SidebandUnavailable as error:
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since >= REATTACH_GIVE_UP_S:
+                    log.error("sideband unreachable, giving up: %s", error)
+                    return EndReason.LOST
+                await asyncio.sleep(backoff(REATTACH_BACKOFF_S, failures))
+                failures += 1
+                reconnects += 1
+                continue
+            failures, failing_since = 0, None
+            try:
+                ended = await self._pump()
+            finally:
+                self.turns.detached()
+                await self.sideband.close()
+            if self.lost:
+                raise LeaseLost(self.call_id)
+            if ended is not None:
+                return ended
+            # The socket closed: our hang-up, a hand-off, a caller hang-up or a network
+            # drop. The loop re-attaches; a finished call is gone.
+            reconnects += 1
+
+    async def _attach(self, reconnects: int) -> None:
+        kind = "first" if (self.attempt == 1 and reconnects == 0) else "reattach"
+        if not self.lease.held():
+            raise LeaseLost(self.call_id)
+        started = time.perf_counter()
+        try:
+            await self.sideband.attach()
+        except CallGone:
+            metrics.SESSION_ATTACHES.labels(kind, "gone").inc()
+            raise
+        except (SidebandUnavailable, SidebandRefused):
+            metrics.SESSION_ATTACHES.labels(kind, "error").inc()
+            raise
+        metrics.SESSION_ATTACH_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        metrics.SESSION_ATTACHES.labels(kind, "ok").inc()
+        if self.handing_off:
+            await self.sideband.close()
+            raise _HandingOff
+        first: Speak | None = None
+        if not self.greeted:
+            # Greet before `session.attached` is durable: a crash in between greets twice
+            # (the next owner finds no attach), never zero times.
+            self.greeted = True
+            first = greeting(self.job.agent.greeting)
+        await self._send(self.turns.attached(first))
+        await self.journal.publish(
+            EventType.SESSION_ATTACHED,
+            {
+                "worker": self.worker_id,
+                "attempt": self.attempt,
+                "reconnects": reconnects,
+                "greeted": True,
+            },
+        )
+
+    async def _pump(self) -> EndReason | None:
+        """Act on the call's events until the socket closes; an end reason if the API said
+        on the socket that the call is over."""
+        async for event in self.sideband.events():
+            ended = await self._on_event(event)
+            if ended is not None:
+                return ended
+            if self._ended is not None:
+                return None  # we hung up: the loop returns our reason
+        return None
+
+    async def _on_event(self, event: SidebandEvent) -> EndReason | None:
+        if isinstance(event, CallerTranscript | AgentTranscript | Dtmf):
+            arrived = time.perf_counter()
+            if not isinstance(event, AgentTranscript):
+                self.guards.caller_active(time.time())
+            await self.journal.publish(*call_event(event))
+            metrics.EVENT_PUBLISH_SECONDS.observe(time.perf_counter() - arrived)
+        elif isinstance(event, ToolCallRequested):
+            # Run as a task (the socket must keep being read); answered via _answer_tool.
+            self.actions.tool_call(event.tool_call_id, event.name, event.arguments)
+        elif isinstance(event, ResponseStarted):
+            self.turns.response_started()
+            self.guards.agent_started(time.time())
+        elif isinstance(event, ResponseDone):
+            await self._send(self.turns.response_done())
+        elif isinstance(event, ResponseConflict):
+            self.turns.conflict()
+        elif isinstance(event, AgentAudioStopped | AgentAudioCleared):
+            self.guards.agent_finished(time.time())
+            self._wake.set()
+            if self._hangup_after_audio is not None and not self.turns.responding:
+                await self._hang_up(self._hangup_after_audio)
+        elif isinstance(event, CallerSpeechStarted):
+            self.guards.caller_active(time.time())
+            self._wake.set()
+        elif isinstance(event, SessionExpiring):
+            self._session_expired = True
+        elif isinstance(event, SidebandError):
+            log.warning("sideband error %s: %s", event.code[:64], event.message[:200])
+        elif isinstance(event, CallEnded):
+            return self._gone_reason(event.cause)
+        return None
+
+    async def _call_left(self) -> EndReason:
+        if self.actions.call_left():  # our REFER worked: the call left us
+            await self.actions.transferred()
+            return EndReason.TRANSFERRED
+        return self._gone_reason("unknown")
+
+    def _gone_reason(self, cause: str) -> EndReason:
+        if self._ended is not None:
+            return self._ended
+        if self._session_expired or cause == "expired":
+            return EndReason.MAX_DURATION
+        if cause == "error":
+            return EndReason.ERROR
+        return EndReason.CALLER_HANGUP
+
+    # -- speaking and answering tools (turn-taking in services/session/turns.py) -----------
+
+    async def _speak(self, request: Speak) -> None:
+        await self._send(self.turns.speak(request))
+
+    async def _answer_tool(self, tool_call_id: str, output: str) -> None:
+        """Answer a tool call; sent once the response that asked is done."""
+        await self._send(self.turns.tool_output(ToolOutput(tool_call_id, output)))
+
+    async def _send(self, commands: list[Command]) -> None:
+        """Send in order; what the socket could not take waits for the next one."""
+        for index, command in enumerate(commands):
+            if not self.lease.held():
+                self.turns.unsent(commands[index:])
+                raise LeaseLost(self.call_id)
+            if not await self.sideband.send(command):
+                self.turns.unsent(commands[index:])
+                return
+
+    # -- guards and timers -----------------------------------------------------------------
+
+    def _end_after_goodbye(self, reason: EndReason, within_s: float) -> None:
+        """Hang up once the agent's goodbye has played, or after `within_s` at the latest."""
+        self._hangup_after_audio = reason
+        self._hangup_deadline = time.monotonic() + within_s
+        self._wake.set()
+
+    async def timers(self) -> None:
+        """The guards and the goodbye deadline, in one task per call."""
+        try:
+            while self._ended is None:
+                wake_at = self.guards.next_check() - time.time()
+                if self._hangup_deadline is not None:
+                    wake_at = min(wake_at, self._hangup_deadline - time.monotonic())
+                if wake_at > 0:
+                    self._wake.clear()
+                    await wait_a_while(self._wake, wake_at)
+                    continue
+                if self._hangup_deadline is not None and time.monotonic() >= self._hangup_deadline:
+                    await self._hang_up(self._hangup_after_audio or EndReason.AGENT_HANGUP)
+                    return
+                action = self.guards.due(time.time())
+                if action == GuardAction.SAY_GOODBYE:
+                    log.info("max duration reached: saying goodbye")
+                    self._end_after_goodbye(EndReason.MAX_DURATION, self.guards.goodbye_s)
+                    await self._speak(goodbye())
+                elif action == GuardAction.PROMPT_IDLE:
+                    await self._speak(idle_prompt())
+                elif action == GuardAction.HANG_UP_IDLE:
+                    await self._hang_up(EndReason.IDLE)
+                    return
+                elif action == GuardAction.HANG_UP_MAX_DURATION:
+                    await self._hang_up(EndReason.MAX_DURATION)
+                    return
+        except LeaseLost:
+            await self.lease_lost()
+        except Exception:
+            log.exception("call timers failed")
+
+    # -- side effects, fenced by the lease --------------------------------------------------
+
+    async def _hang_up(self, reason: EndReason) -> None:
+        if not self.lease.held():
+            raise LeaseLost(self.call_id)
+        if self._ended is not None:
+            return
+        self._ended = reason
+        for attempt in range(HANGUP_ATTEMPTS):
+            status = await self.sideband.hang_up()
+            if status in ("200", "404"):  # 404: already gone, the call is over either way
+                break
+            log.error("hangup failed with %s (try %d)", status, attempt + 1)
+            await asyncio.sleep(0.2 * (attempt + 1))
+        await self.sideband.close()
+
+    async def _transfer(self, uri: str) -> str:
+        if not self.lease.held():
+            raise LeaseLost(self.call_id)
+        return await self.sideband.transfer(uri)
+
+    async def lease_lost(self) -> None:
+        """The lease is someone else's now: stop acting on the call."""
+        self.lost = True
+        await self.sideband.close()
+
+
+def _goodbye_s(job: SessionJob) -> float:
+    for tool in job.agent.tools:
+        if isinstance(tool, BuiltinTool) and tool.builtin == "end_call":
+            return tool.timeout_s
+    return DEFAULT_GOODBYE_S

@@ -1,0 +1,111 @@
+"""`CallJournal`: a call's events as one owner of the call writes and reads them.
+
+Every publish is fenced by the lease and retried with the same `Nats-Msg-Id` while the
+lease holds (a stream electing a leader refuses writes for seconds; the event exists
+nowhere else). Once the lease lapses, `LeaseLost`: the call and its events are the next
+owner's. The journal also says what the call's past holds for a new owner (history) and
+writes its last words (`call.ended`, `call.report`), built from the events themselves so
+they are complete across workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from typing import Any
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError
+
+from services.session.history import CallHistory
+from services.session.lease import CallLease, LeaseLost
+from services.session.report import build_report
+from services.session.sideband import AgentTranscript, CallerTranscript, Dtmf
+from shared.events import CallEventPublisher, EventType, read_call_events
+
+log = logging.getLogger(__name__)
+
+# A NATS publish that fails is retried (same Nats-Msg-Id) after these delays, the last one
+# repeating, for as long as the lease holds.
+PUBLISH_RETRY_S = (0.1, 0.25, 0.5, 1.0)
+RETRYABLE_NATS = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    NoStreamResponseError,
+    asyncio.TimeoutError,
+)
+
+
+def backoff(schedule: tuple[float, ...], attempt: int) -> float:
+    """The delay before retry `attempt` (from 0): the schedule's last one repeats."""
+    return schedule[min(attempt, len(schedule) - 1)]
+
+
+def call_event(
+    event: CallerTranscript | AgentTranscript | Dtmf,
+) -> tuple[EventType, dict[str, Any]]:
+    """The call event (type and data) of a transcript or a key press."""
+    if isinstance(event, Dtmf):
+        return EventType.DTMF, {"digit": event.digit}
+    if isinstance(event, AgentTranscript):
+        return EventType.TRANSCRIPT_AGENT, {"text": event.text, "item_id": event.item_id}
+    data: dict[str, Any] = {"text": event.text, "item_id": event.item_id}
+    if event.failed:
+        data |= {"failed": True, "error": event.error}
+    return EventType.TRANSCRIPT_CALLER, data
+
+
+class CallJournal:
+    def __init__(self, js: JetStreamContext, events: CallEventPublisher, lease: CallLease) -> None:
+        self._js = js
+        self._events = events
+        self._lease = lease
+        self.call_id = lease.call_id
+
+    async def publish(
+        self, type: EventType, data: dict[str, Any], *, msg_id: str | None = None
+    ) -> None:
+        """Publish a call event durably, while the lease holds; else `LeaseLost`."""
+        msg_id = msg_id or uuid.uuid4().hex
+        for attempt in itertools.count():
+            if not self._lease.held():
+                raise LeaseLost(self.call_id)
+            try:
+                await self._events.publish(self.call_id, type, data, msg_id=msg_id)
+                return
+            except RETRYABLE_NATS as error:
+                log.warning("event publish failed (%s), retrying", error.__class__.__name__)
+                await asyncio.sleep(backoff(PUBLISH_RETRY_S, attempt))
+
+    async def history(self, delivery: int, tail: tuple[int, int] | None) -> CallHistory:
+        """What earlier owners did; on the job's first delivery nobody had the call before,
+        and the acceptor said where its events stand (`tail`), so nothing is read."""
+        if delivery <= 1:
+            if tail is not None:
+                self._events.prime(self.call_id, *tail)
+            return CallHistory()
+        events = await read_call_events(self._js, self.call_id)
+        if not self._lease.held():
+            raise LeaseLost(self.call_id)
+        return CallHistory.from_events(events)
+
+    async def ended(self, reason: str, *, already: bool = False) -> None:
+        """`call.ended` (unless a dead owner published it: `already`), then `call.report`
+        unless one exists; both idempotent by their ids."""
+        if not already:
+            await self.publish(
+                EventType.CALL_ENDED, {"reason": reason}, msg_id=f"ended:{self.call_id}"
+            )
+        events = await read_call_events(self._js, self.call_id)
+        if not any(e.type == EventType.CALL_REPORT for e in events):
+            await self.publish(
+                EventType.CALL_REPORT, build_report(events, reason), msg_id=f"report:{self.call_id}"
+            )
+
+    def forget(self) -> None:
+        """The call is no longer ours: drop what the publisher remembers of it."""
+        self._events.forget(self.call_id)

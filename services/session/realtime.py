@@ -1,0 +1,264 @@
+"""`RealtimeSideband`: the `Sideband` of OpenAI's Realtime API (`/v1/realtime?call_id=…`).
+
+`translate` turns a Realtime server event into the runner's vocabulary (pure, unit-tested
+in tests/services/session/test_realtime.py); `client_event` turns a runner command into a
+Realtime client event. GA event names and their beta names are both understood.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, get_args
+
+import openai
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from services.session.sideband import (
+    AgentAudioCleared,
+    AgentAudioStopped,
+    AgentTranscript,
+    CallerSpeechStarted,
+    CallerTranscript,
+    CallGone,
+    Command,
+    Dtmf,
+    IdlePrompted,
+    ResponseConflict,
+    ResponseDone,
+    ResponseStarted,
+    ResponseStatus,
+    SessionConfigured,
+    SessionExpiring,
+    SidebandError,
+    SidebandEvent,
+    SidebandRefused,
+    SidebandUnavailable,
+    ToolCallRequested,
+    ToolOutput,
+)
+from shared import metrics
+from shared.call_control import call_control
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# GA name → beta name(s) that mean the same.
+_ALIASES = {
+    "response.output_audio_transcript.done": ("response.audio_transcript.done",),
+    "response.output_audio_transcript.delta": ("response.audio_transcript.delta",),
+    "response.output_audio.done": ("response.audio.done",),
+    "response.output_text.done": ("response.text.done",),
+    "conversation.item.added": ("conversation.item.created",),
+}
+_CANONICAL = {beta: ga for ga, betas in _ALIASES.items() for beta in betas}
+
+# Event types counted by name in metrics; anything else counts as "other".
+KNOWN_TYPES = frozenset(
+    {
+        "session.created",
+        "session.updated",
+        "error",
+        "input_audio_buffer.committed",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.timeout_triggered",
+        "input_audio_buffer.dtmf_event_received",
+        "conversation.item.added",
+        "conversation.item.done",
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.input_audio_transcription.failed",
+        "response.created",
+        "response.done",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.output_audio_transcript.delta",
+        "response.output_audio_transcript.done",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "output_audio_buffer.started",
+        "output_audio_buffer.stopped",
+        "output_audio_buffer.cleared",
+        "rate_limits.updated",
+    }
+)
+RESPONSE_CONFLICT = "conversation_already_has_active_response"
+SESSION_EXPIRED = "session_expired"
+# Refusals no retry can mend: a wrong key, a malformed request, a project without access.
+_REFUSED_STATUSES = frozenset({400, 401, 403})
+
+
+def canonical_type(event: dict[str, Any]) -> str:
+    kind = str(event.get("type", ""))
+    return _CANONICAL.get(kind, kind)
+
+
+def _error(value: Any) -> dict[str, Any] | None:
+    """OpenAI's error object, kept to its documented fields (no free-form payload)."""
+    if not isinstance(value, dict):
+        return None
+    kept = {k: value.get(k) for k in ("type", "code", "message", "param") if k in value}
+    return {k: (str(v)[:500] if v is not None else None) for k, v in kept.items()}
+
+
+def translate(event: dict[str, Any]) -> SidebandEvent | None:
+    """What a Realtime server event means for the call; None when nothing."""
+    kind = canonical_type(event)
+    if kind == "conversation.item.input_audio_transcription.completed":
+        text = str(event.get("transcript") or "").strip()
+        return CallerTranscript(text, event.get("item_id")) if text else None
+    if kind == "conversation.item.input_audio_transcription.failed":
+        return CallerTranscript(
+            "", event.get("item_id"), failed=True, error=_error(event.get("error"))
+        )
+    if kind == "response.output_audio_transcript.done":
+        text = str(event.get("transcript") or "").strip()
+        return AgentTranscript(text, event.get("item_id")) if text else None
+    if kind == "input_audio_buffer.dtmf_event_received":
+        digit = str(event.get("event", ""))[:8]
+        return Dtmf(digit) if digit else None
+    if kind == "response.function_call_arguments.done":
+        return ToolCallRequested(
+            tool_call_id=str(event.get("call_id", "")),
+            name=str(event.get("name", "")),
+            arguments=str(event.get("arguments") or "{}"),
+        )
+    if kind == "response.created":
+        return ResponseStarted()
+    if kind == "response.done":
+        return _response_done(event.get("response"))
+    if kind == "output_audio_buffer.stopped":
+        return AgentAudioStopped()
+    if kind == "output_audio_buffer.cleared":
+        return AgentAudioCleared()
+    if kind == "input_audio_buffer.speech_started":
+        return CallerSpeechStarted()
+    if kind == "input_audio_buffer.timeout_triggered":
+        return IdlePrompted()
+    if kind in ("session.created", "session.updated"):
+        session = event.get("session")
+        return SessionConfigured(session if isinstance(session, dict) else {})
+    if kind == "error":
+        error = event.get("error") or {}
+        code = str(error.get("code") or "")
+        if code == RESPONSE_CONFLICT:
+            return ResponseConflict()
+        if code == SESSION_EXPIRED:
+            return SessionExpiring()
+        return SidebandError(code=code, message=str(error.get("message") or ""))
+    return None
+
+
+def _response_done(response: Any) -> ResponseDone:
+    if not isinstance(response, dict):
+        return ResponseDone()
+    status: ResponseStatus = "completed"
+    if response.get("status") in get_args(ResponseStatus):
+        status = response["status"]
+    details = response.get("status_details") or {}
+    return ResponseDone(
+        status=status,
+        reason=str(details["reason"]) if details.get("reason") else None,
+        error=_error(details.get("error")),
+    )
+
+
+def client_event(command: Command) -> dict[str, Any]:
+    """The Realtime client event for a runner command."""
+    if isinstance(command, ToolOutput):
+        return {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "function_call_output",
+                "call_id": command.tool_call_id,
+                "output": command.output,
+            },
+        }
+    if command.instructions is None:
+        return {"type": "response.create"}
+    return {"type": "response.create", "response": {"instructions": command.instructions}}
+
+
+class RealtimeSideband:
+    """One Realtime call: its sideband WebSocket and its call-control REST endpoints."""
+
+    api = "realtime"
+    responses_conflict = True
+
+    def __init__(self, call_id: str, settings: Settings, client: openai.AsyncOpenAI) -> None:
+        self.call_id = call_id
+        self._settings = settings
+        self._client = client
+        self._ws: ClientConnection | None = None
+
+    async def attach(self) -> None:
+        key = self._settings.openai_api_key.get_secret_value()
+        try:
+            self._ws = await websockets.connect(
+                self._settings.sideband_url(self.call_id),
+                additional_headers={"Authorization": f"Bearer {key}"},
+                open_timeout=5,
+                close_timeout=1,
+                max_size=4 * 1024 * 1024,
+                ping_interval=20,
+                compression=None,
+            )
+        except InvalidStatus as error:
+            status = error.response.status_code
+            if status == 404:
+                raise CallGone(self.call_id) from None
+            if status in _REFUSED_STATUSES:
+                raise SidebandRefused(f"sideband refused with {status}") from None
+            raise SidebandUnavailable(f"sideband answered {status}") from None
+        except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
+            raise SidebandUnavailable(type(error).__name__) from None
+
+    async def events(self) -> AsyncIterator[SidebandEvent]:
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            async for raw in ws:
+                try:
+                    event = json.loads(raw)
+                except (TypeError, ValueError):
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                kind = canonical_type(event)
+                metrics.SIDEBAND_EVENTS.labels(kind if kind in KNOWN_TYPES else "other").inc()
+                meaning = translate(event)
+                if meaning is not None:
+                    yield meaning
+        except ConnectionClosed:
+            return
+
+    async def send(self, command: Command) -> bool:
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            await ws.send(json.dumps(client_event(command)))
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def close(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close()
+
+    async def hang_up(self) -> str:
+        answer = await call_control("hangup", self._client.realtime.calls.hangup(self.call_id))
+        return answer.status
+
+    async def transfer(self, uri: str) -> str:
+        request = self._client.realtime.calls.refer(self.call_id, target_uri=uri)
+        answer = await call_control("refer", request)
+        return answer.status

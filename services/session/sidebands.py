@@ -1,0 +1,15 @@
+"""Which `Sideband` adapter runs a call: one line per OpenAI API."""
+
+from __future__ import annotations
+
+import openai
+
+from services.session.realtime import RealtimeSideband
+from services.session.sideband import Sideband
+from shared.calls import SessionJob
+from shared.settings import Settings
+
+
+def open_sideband(job: SessionJob, settings: Settings, client: openai.AsyncOpenAI) -> Sideband:
+    """The adapter for the API the call was accepted through (only Realtime so far)."""
+    return RealtimeSideband(job.call_id, settings, client)
