@@ -47,20 +47,16 @@ def test_caller_transcript_dtmf_and_empty_ones() -> None:
 
 
 def test_a_failed_transcription_keeps_openais_error() -> None:
+    error = {"type": "transcription_error", "code": "audio_unintelligible", "message": "x"}
     failed = translate(
         {
             "type": "conversation.item.input_audio_transcription.failed",
             "item_id": "i",
             "content_index": 0,
-            "error": {"type": "transcription_error", "code": "audio_unintelligible", "message": "x"},
+            "error": error,
         }
     )
-    assert failed == CallerTranscript(
-        "",
-        "i",
-        failed=True,
-        error={"type": "transcription_error", "code": "audio_unintelligible", "message": "x"},
-    )
+    assert failed == CallerTranscript("", "i", failed=True, error=error)
 
 
 def test_tool_calls_responses_audio_and_errors() -> None:
