@@ -57,17 +57,29 @@ class EventType(StrEnum):
 
 
 class EndReason(StrEnum):
-    """`call.ended`'s `reason` (external contract); each one is produced by the session
-    worker (services/session/runner.py)."""
+    """`call.ended`'s `reason` (external contract); each is produced by the session worker
+    (services/session/conversation.py), and means what `END_REASON_MEANINGS` says."""
 
-    CALLER_HANGUP = "caller_hangup"  # the call left us with nothing of ours pending
-    AGENT_HANGUP = "agent_hangup"  # the model's end_call, after its goodbye
-    OPERATOR_HANGUP = "operator_hangup"  # POST /calls/{call_id}/hangup
-    TRANSFERRED = "transferred"  # the call left us while our REFER was pending
-    MAX_DURATION = "max_duration"  # the agent's max_duration_s, or OpenAI's session cap
-    IDLE = "idle"  # the caller stayed silent through the idle prompt
-    ERROR = "error"  # OpenAI refused the sideband for good (a bad key, say)
-    LOST = "lost"  # the sideband stayed unreachable: the call's fate is unknown
+    CALLER_HANGUP = "caller_hangup"
+    AGENT_HANGUP = "agent_hangup"
+    OPERATOR_HANGUP = "operator_hangup"
+    TRANSFERRED = "transferred"
+    MAX_DURATION = "max_duration"
+    IDLE = "idle"
+    ERROR = "error"
+    LOST = "lost"
+
+
+END_REASON_MEANINGS = {
+    EndReason.CALLER_HANGUP: "the call left with nothing of ours pending",
+    EndReason.AGENT_HANGUP: "the model's end_call, after its goodbye",
+    EndReason.OPERATOR_HANGUP: "the control API",
+    EndReason.TRANSFERRED: "the call left while our transfer was pending",
+    EndReason.MAX_DURATION: "the agent's max_duration_s or OpenAI's session cap",
+    EndReason.IDLE: "the caller stayed silent through the idle prompt",
+    EndReason.ERROR: "OpenAI refused the sideband for good",
+    EndReason.LOST: "the sideband stayed unreachable; the call's fate is unknown",
+}
 
 
 class CallEvent(BaseModel):

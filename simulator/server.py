@@ -1,5 +1,9 @@
 """The simulated OpenAI: REST call control and the sideband WebSocket on one aiohttp port.
 
+`Simulator` places calls (signed webhooks, simulator/webhooks.py), routes REST requests
+(simulator/rest.py) and sideband sockets to the `SimulatedCall` they name
+(simulator/calls.py), and hosts every background task so `stop()` leaves nothing behind.
+
 aiohttp rather than Starlette/uvicorn because a faithful caller hang-up drops the TCP
 connection *without* a WebSocket close frame, which aiohttp allows through the request's
 transport (`transport.abort()`) and Starlette/uvicorn's ASGI interface cannot express.
@@ -12,30 +16,22 @@ import asyncio
 import json
 import logging
 import secrets
-import time
 from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
 
+from simulator import rest
 from simulator.callers import CallerScript
 from simulator.calls import TERMINAL, SimulatedCall
 from simulator.faults import Faults
-from simulator.validation import AcceptError, error_body, validate_accept_body
+from simulator.rest import error_response, not_found
 from simulator.webhooks import WebhookSender, incoming_call_event, new_webhook_id
 
 log = logging.getLogger("simulator")
 
 DEFAULT_TO = "+18005551212"
 DEFAULT_FROM = "+14155550123"
-
-
-def _error(status: int, message: str, type_: str, code: str | None, param: str | None = None):
-    return web.json_response(error_body(message, type_, param, code), status=status)
-
-
-def _not_found(call_id: str) -> web.Response:
-    return _error(404, f"Call '{call_id}' not found.", "invalid_request_error", "call_not_found")
 
 
 class Simulator:
@@ -107,7 +103,7 @@ class Simulator:
     async def stop(self) -> None:
         """Drop every socket, cancel every background task, close the server and client."""
         for call in list(self.calls.values()):
-            call._finish("ended" if call.state == "accepted" else "missed", None, abort=True)
+            call.finish("ended" if call.state == "accepted" else "missed", None, abort=True)
             await call.drop_sideband()
         while self._tasks:  # cancelling may spawn (socket closes): repeat until none
             tasks = list(self._tasks)
@@ -190,12 +186,12 @@ class Simulator:
         assert self._sender is not None
 
         def sent() -> None:
-            call.timeline.setdefault("webhook_sent", time.monotonic())
+            call.mark("webhook_sent")
 
         def record(wid: str, status: int | None, latency: float) -> None:
             call.webhook_attempts.append((wid, status, latency))
             if status == 200:
-                call.timeline.setdefault("webhook_delivered", time.monotonic())
+                call.mark("webhook_delivered")
             call.notify()
 
         if not await self._sender.deliver(webhook_id, body, record, sent):
@@ -219,7 +215,7 @@ class Simulator:
 
     @staticmethod
     def _unauthorized() -> web.Response:
-        return _error(
+        return error_response(
             401,
             "Incorrect API key provided. You can find your API key at "
             "https://platform.openai.com/account/api-keys.",
@@ -236,14 +232,16 @@ class Simulator:
         call_id = request.match_info["call_id"]
         action = request.match_info["action"]
         if action not in ("accept", "reject", "refer", "hangup"):
-            return _error(404, f"Invalid URL (POST {request.path})", "invalid_request_error", None)
+            return error_response(
+                404, f"Invalid URL (POST {request.path})", "invalid_request_error", None
+            )
         raw = await request.read()
         body: Any = None
         if raw.strip():
             try:
                 body = json.loads(raw)
             except ValueError:
-                return _error(
+                return error_response(
                     400,
                     "We could not parse the JSON body of your request.",
                     "invalid_request_error",
@@ -251,105 +249,14 @@ class Simulator:
                 )
         call = self.calls.get(call_id)
         if action == "accept":
-            return await self._accept(call, call_id, body)
+            return await rest.accept(call, call_id, body, self.faults)
         if call is None or call.state in TERMINAL:
-            return _not_found(call_id)
+            return not_found(call_id)
         if action == "reject":
-            return self._reject(call, body)
+            return rest.reject(call, body)
         if action == "refer":
-            return self._refer(call, body)
-        call._finish("ended", "hangup", abort=False)
-        return web.Response(status=200)
-
-    async def _accept(self, call: SimulatedCall | None, call_id: str, body: Any) -> web.Response:
-        if call is not None:
-            call.accept_attempts += 1
-            call.timeline.setdefault("accept_received", time.monotonic())
-        if self.faults.accept_delay_s:
-            await asyncio.sleep(self.faults.accept_delay_s)
-        if call is None or call.state not in ("ringing", "accepted"):
-            return _not_found(call_id)
-        try:
-            validate_accept_body(body)
-        except AcceptError as exc:
-            return web.json_response(exc.to_json(), status=400)
-        failing = self.faults.accept_fail_times and call.accept_attempts <= (
-            self.faults.accept_fail_times
-        )
-        if failing or (self.faults.accept_status and not self.faults.accept_fail_times):
-            status = self.faults.accept_status or 500
-            return _error(status, "The server had an error (simulated).", "server_error", None)
-        call.accept(body)
-        return web.Response(status=200)
-
-    def _reject(self, call: SimulatedCall, body: Any) -> web.Response:
-        body = body if body is not None else {}
-        if not isinstance(body, dict):
-            return _error(400, "The body must be a JSON object.", "invalid_request_error", None)
-        for key in body:
-            if key != "status_code":
-                return _error(
-                    400,
-                    f"Unknown parameter: '{key}'.",
-                    "invalid_request_error",
-                    "unknown_parameter",
-                    key,
-                )
-        status = body.get("status_code", 603)
-        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 699:
-            return _error(
-                400,
-                "Invalid 'status_code': a SIP status 400-699.",
-                "invalid_request_error",
-                "invalid_value",
-                "status_code",
-            )
-        if call.state != "ringing":
-            return _error(
-                400, "The call was already accepted.", "invalid_request_error", "invalid_state"
-            )
-        call.reject(status)
-        return web.Response(status=200)
-
-    def _refer(self, call: SimulatedCall, body: Any) -> web.Response:
-        if not isinstance(body, dict) or "target_uri" not in body:
-            return _error(
-                400,
-                "Missing required parameter: 'target_uri'.",
-                "invalid_request_error",
-                "missing_required_parameter",
-                "target_uri",
-            )
-        for key in body:
-            if key != "target_uri":
-                return _error(
-                    400,
-                    f"Unknown parameter: '{key}'.",
-                    "invalid_request_error",
-                    "unknown_parameter",
-                    key,
-                )
-        target = body["target_uri"]
-        if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
-            return _error(
-                400,
-                "Invalid 'target_uri': expected a tel: or sip: URI.",
-                "invalid_request_error",
-                "invalid_value",
-                "target_uri",
-            )
-        if call.state != "accepted":
-            return _error(
-                400, "The call is not answered yet.", "invalid_request_error", "invalid_state"
-            )
-        call.refer_targets.append(target)
-        call.notify()
-        outcome = self.faults.refer_outcome
-        if outcome == "error":
-            return _error(500, "The server had an error (simulated).", "server_error", None)
-        if outcome == "transfer":
-            # The SIP REFER completes after the 200, like the real thing.
-            asyncio.get_running_loop().call_soon(call._finish, "ended", "transferred", False)
+            return rest.refer(call, body, self.faults)
+        call.finish("ended", "hangup", abort=False)
         return web.Response(status=200)
 
     # ----------------------------------------------------------------- sideband
@@ -358,7 +265,7 @@ class Simulator:
         if not self._authorized(request):
             return self._unauthorized()
         if "OpenAI-Beta" in request.headers:
-            return _error(
+            return error_response(
                 400,
                 "The OpenAI-Beta header selects the retired beta protocol; remove it.",
                 "invalid_request_error",
@@ -367,9 +274,9 @@ class Simulator:
         call_id = request.query.get("call_id", "")
         call = self.calls.get(call_id)
         if call is None or not call.live:
-            return _not_found(call_id)
+            return not_found(call_id)
         if not self.faults.allow_reattach and call.sockets_open:
-            return _error(
+            return error_response(
                 409,
                 "A sideband is already attached to this call.",
                 "invalid_request_error",
@@ -384,12 +291,12 @@ class Simulator:
             return ws
         call.attach(ws, request.transport)
         try:
-            await call.session_created()
+            await call.sideband.session_created()
             async for message in ws:
                 if message.type == web.WSMsgType.TEXT:
-                    await call.handle_client(message.data)
+                    await call.sideband.handle(message.data)
                 elif message.type == web.WSMsgType.BINARY:
-                    await call._error("invalid_event", "Binary messages are not supported.")
+                    await call.sockets.error("invalid_event", "Binary messages are not supported.")
         finally:
             call.detach(ws)
         return ws

@@ -26,7 +26,9 @@ from shared.events import (
     CALL_EVENTS_STREAM,
     CALL_EVENTS_SUBJECT,
     CALL_JOURNAL_SUBJECT,
+    END_REASON_MEANINGS,
     CallEvent,
+    EndReason,
 )
 from shared.streams import (
     ACCEPTOR_CONSUMER,
@@ -110,7 +112,10 @@ def build_broker() -> NatsBroker:
         "without gaps or repeats, whichever process publishes. Types: call.received, "
         "call.accepted, call.rejected, call.missed, call.failed, session.attached, "
         "session.detached, transcript.caller, transcript.agent, dtmf, tool.called, "
-        "tool.completed, call.transferred, transfer.failed, call.ended, call.report.",
+        "tool.completed, call.transferred, transfer.failed, call.ended, call.report. "
+        "call.ended reasons: "
+        + ", ".join(f"{r.value} ({END_REASON_MEANINGS[r]})" for r in EndReason)
+        + ".",
     )  # fmt: skip
 
     # session worker <-> tool services
