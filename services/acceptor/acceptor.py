@@ -9,13 +9,12 @@ while the call can still be answered, then hand the call to the session workers.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import openai
 from nats.js import JetStreamContext
@@ -25,6 +24,7 @@ from nats.js.kv import KeyValue
 
 from services.acceptor.accept_body import accept_body
 from services.acceptor.admission import Admission, Reservation
+from services.acceptor.claims import Claim, ClaimState
 from services.acceptor.probe import SidebandProbe
 from shared import metrics
 from shared.agents import AgentProfile
@@ -55,9 +55,15 @@ REDELIVERY_MAX_S = 1.0
 AgentResolverFn = Callable[[IncomingCall], Awaitable[AgentProfile]]
 
 
+Outcome = Literal["accepted", "rejected", "duplicate", "missed", "failed", "expired"]
+# How a call-control request (with its retries) ended; `unknown`: an accept timed out and
+# may or may not have been applied.
+ResultKind = Literal["ok", "gone", "refused", "deadline", "unknown"]
+
+
 @dataclass(frozen=True)
 class AcceptOutcome:
-    outcome: str  # accepted, rejected, duplicate, missed, failed, expired
+    outcome: Outcome
     detail: str = ""
 
 
@@ -65,7 +71,7 @@ class AcceptOutcome:
 class _Result:
     """How one call-control request (with its retries) ended."""
 
-    kind: str  # ok, gone, refused, deadline, unknown (an accept timed out: applied or not?)
+    kind: ResultKind
     detail: str = ""
 
 
@@ -118,9 +124,9 @@ class CallAcceptor:
         claim = await self._claim(call)
         if claim is None:
             return AcceptOutcome("duplicate")
-        if claim.get("state") == "accepted":
+        if claim.state == "accepted" and claim.agent is not None:
             # OpenAI accepted this call before a write failed: finish the paperwork only.
-            agent = AgentProfile.model_validate(claim["agent"])
+            agent = claim.agent
             await self._hand_to_workers(call, agent)
             await self._claims.put(call.call_id, _claim_value(call, "done"))
             return AcceptOutcome("accepted", "resumed after a failed write")
@@ -263,22 +269,18 @@ class CallAcceptor:
             await asyncio.sleep(PROBE_PERIOD_S)
         return _Result("unknown", "accept timed out and never showed")
 
-    async def _claim(self, call: IncomingCall) -> dict[str, Any] | None:
+    async def _claim(self, call: IncomingCall) -> Claim | None:
         """The claim this delivery works under: a first claim, or the redelivery of the very
         webhook whose handling was interrupted (`accepting`: nothing was accepted yet;
         `accepted`: OpenAI accepted, the rest was not done); None for a duplicate."""
+        claim = Claim(webhook_id=call.webhook_id, state="accepting")
         try:
-            await self._claims.create(call.call_id, _claim_value(call, "accepting"))
-            return {"state": "accepting"}
+            await self._claims.create(call.call_id, claim.encode())
+            return claim
         except KeyWrongLastSequenceError:
             entry = await self._claims.get(call.call_id)
-            claim = json.loads(entry.value or b"{}")
-            if claim.get("webhook_id") == call.webhook_id and claim.get("state") in (
-                "accepting",
-                "accepted",
-            ):
-                return claim
-            return None
+            stored = Claim.decode(entry.value)
+            return stored if stored is not None and stored.resumable_by(call.webhook_id) else None
 
     async def _publish(
         self, call: IncomingCall, type: EventType, data: dict[str, Any], key: str
@@ -286,11 +288,8 @@ class CallAcceptor:
         await self._events.publish(call.call_id, type, data, msg_id=f"{key}:{call.call_id}")
 
 
-def _claim_value(call: IncomingCall, state: str, agent: AgentProfile | None = None) -> bytes:
-    value: dict[str, Any] = {"webhook_id": call.webhook_id, "state": state}
-    if agent is not None:
-        value["agent"] = agent.model_dump(mode="json")
-    return json.dumps(value).encode()
+def _claim_value(call: IncomingCall, state: ClaimState, agent: AgentProfile | None = None) -> bytes:
+    return Claim(webhook_id=call.webhook_id, state=state, agent=agent).encode()
 
 
 def redelivery_delay(delivery: int) -> float:

@@ -29,6 +29,7 @@ from starlette.routing import Route
 from shared import metrics
 from shared.control import ControlCommand, ControlReply, control_subject
 from shared.events import CALL_EVENTS_STREAM, journal_subject
+from shared.leases import LeaseValue
 from shared.streams import CALL_LEASES_BUCKET
 
 log = logging.getLogger(__name__)
@@ -175,11 +176,10 @@ class ControlApi:
             entry = await leases.get(call_id)
         except (KeyNotFoundError, KeyDeletedError):
             return None
-        try:
-            value = json.loads(entry.value or b"{}")
-            return LiveCall(call_id=call_id, worker=value["worker"], attempt=value["attempt"])
-        except (ValueError, KeyError, ValidationError):
+        value = LeaseValue.decode(entry.value)
+        if value is None:
             return None
+        return LiveCall(call_id=call_id, worker=value.worker, attempt=value.attempt)
 
 
 def _answer(

@@ -103,7 +103,9 @@ class CallJournal:
         events = await read_call_events(self._js, self.call_id)
         if not any(e.type == EventType.CALL_REPORT for e in events):
             await self.publish(
-                EventType.CALL_REPORT, build_report(events, reason), msg_id=f"report:{self.call_id}"
+                EventType.CALL_REPORT,
+                build_report(events, reason).data(),
+                msg_id=f"report:{self.call_id}",
             )
 
     def forget(self) -> None:

@@ -6,14 +6,50 @@ that moved between workers still gets its whole transcript.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from shared.events import CallEvent, EventType
 
 
-def build_report(events: list[CallEvent], end_reason: str) -> dict[str, Any]:
-    transcript: list[dict[str, Any]] = []
-    tools: list[dict[str, Any]] = []
+class TranscriptLine(BaseModel):
+    speaker: Literal["caller", "agent"]
+    text: str
+    # A caller turn OpenAI could not transcribe: its error instead of words.
+    failed: bool | None = None
+    error: dict[str, Any] | None = None
+
+
+class ToolSummary(BaseModel):
+    name: str | None
+    tool_call_id: str | None
+    ok: bool
+    duration_ms: int | None
+
+
+class CallReport(BaseModel):
+    """`call.report`'s data (external contract)."""
+
+    duration_s: float
+    turns: int  # caller turns, failed transcriptions included
+    transcript: list[TranscriptLine]
+    tools: list[ToolSummary]
+    end_reason: str
+    attempts: int
+
+    def data(self) -> dict[str, Any]:
+        """As published: a transcript line says `failed` (and OpenAI's error) only when so."""
+        data = self.model_dump(mode="json")
+        for line in data["transcript"]:
+            if not line["failed"]:
+                del line["failed"], line["error"]
+        return data
+
+
+def build_report(events: list[CallEvent], end_reason: str) -> CallReport:
+    transcript: list[TranscriptLine] = []
+    tools: list[ToolSummary] = []
     attempts = 0
     started = next((e.ts for e in events if e.type == EventType.CALL_ACCEPTED), None)
     if started is None and events:
@@ -23,26 +59,31 @@ def build_report(events: list[CallEvent], end_reason: str) -> dict[str, Any]:
         ended = events[-1].ts
     for event in events:
         if event.type == EventType.TRANSCRIPT_CALLER:
-            transcript.append({"speaker": "caller", "text": event.data.get("text", "")})
+            line = TranscriptLine(speaker="caller", text=str(event.data.get("text", "")))
+            if event.data.get("failed"):
+                error = event.data.get("error")
+                line.failed, line.error = True, error if isinstance(error, dict) else None
+            transcript.append(line)
         elif event.type == EventType.TRANSCRIPT_AGENT:
-            transcript.append({"speaker": "agent", "text": event.data.get("text", "")})
+            transcript.append(TranscriptLine(speaker="agent", text=str(event.data.get("text", ""))))
         elif event.type == EventType.TOOL_COMPLETED:
+            duration = event.data.get("duration_ms")
             tools.append(
-                {
-                    "name": event.data.get("name"),
-                    "tool_call_id": event.data.get("tool_call_id"),
-                    "ok": "error" not in event.data,
-                    "duration_ms": event.data.get("duration_ms"),
-                }
+                ToolSummary(
+                    name=event.data.get("name"),
+                    tool_call_id=event.data.get("tool_call_id"),
+                    ok="error" not in event.data,
+                    duration_ms=duration if isinstance(duration, int) else None,
+                )
             )
         elif event.type == EventType.SESSION_ATTACHED:
             attempts = max(attempts, int(event.data.get("attempt", 1)))
     duration = (ended - started).total_seconds() if started and ended else 0.0
-    return {
-        "duration_s": round(duration, 3),
-        "turns": sum(1 for line in transcript if line["speaker"] == "caller"),
-        "transcript": transcript,
-        "tools": tools,
-        "end_reason": end_reason,
-        "attempts": attempts,
-    }
+    return CallReport(
+        duration_s=round(duration, 3),
+        turns=sum(1 for line in transcript if line.speaker == "caller"),
+        transcript=transcript,
+        tools=tools,
+        end_reason=end_reason,
+        attempts=attempts,
+    )

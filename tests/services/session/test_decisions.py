@@ -122,7 +122,7 @@ def test_the_report_spans_every_attempt() -> None:
         _event(6, "transcript.caller", text="Bye"),
         _event(7, "call.ended", reason="caller_hangup"),
     ]
-    report = build_report(events, "caller_hangup")
+    report = build_report(events, "caller_hangup").data()
     assert report["attempts"] == 2
     assert report["turns"] == 2
     assert [line["text"] for line in report["transcript"]] == ["Hello", "Hi", "Bye"]
