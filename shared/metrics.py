@@ -38,6 +38,12 @@ CONTROL_REQUESTS = Counter(
     "Control API requests by action and status",
     ["action", "status"],
 )
+CONSOLE_SIGNINS = Counter(
+    "switchboard_console_signins_total",
+    "Console sign-ins by outcome (viewer, controller, refused)",
+    ["outcome"],
+)
+CONSOLE_VIEWERS = Gauge("switchboard_console_viewers", "Consoles connected to the live feed")
 
 # acceptor
 ACCEPT_DECISIONS = Counter(
@@ -130,6 +136,8 @@ for _outcome in (
     "unavailable",
 ):  # fmt: skip
     WEBHOOKS.labels(_outcome)
+for _outcome in ("viewer", "controller", "refused"):
+    CONSOLE_SIGNINS.labels(_outcome)
 for _reason in ("missing_headers", "bad_signature", "bad_timestamp", "stale", "future"):
     WEBHOOK_AUTH_FAILURES.labels(_reason)
 for _outcome in ("accepted", "rejected", "duplicate", "missed", "failed", "expired"):

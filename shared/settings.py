@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     switchboard_greeting: str = DEFAULT_GREETING
     switchboard_agents_file: Path | None = None
     switchboard_control_token: SecretStr | None = None
+    switchboard_view_token: SecretStr | None = None  # the console, read only
 
     ingress_host: str = "0.0.0.0"
     ingress_port: int = 8080
@@ -64,7 +65,7 @@ class Settings(BaseSettings):
     def _strip(cls, value: str) -> str:
         return value.strip()
 
-    @field_validator("switchboard_control_token")
+    @field_validator("switchboard_control_token", "switchboard_view_token")
     @classmethod
     def _empty_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         """An empty token (e.g. `SWITCHBOARD_CONTROL_TOKEN=` in compose) turns the API off."""

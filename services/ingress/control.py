@@ -133,9 +133,16 @@ class ControlApi:
         refused = self._refuse(request, action)
         if refused is not None:
             return refused
+        raw = await request.body() if body_model is not None else b""
+        return await self.command(request.path_params["call_id"], action, body_model, raw)
+
+    async def command(
+        self, call_id: str, action: str, body_model: type[BaseModel] | None, raw: bytes
+    ) -> Response:
+        """Send one command to the call's owner; the caller has already authorised it (the
+        bearer token here, the console's session and CSRF token there)."""
         command: dict[str, Any] = {"action": action}
         if body_model is not None:
-            raw = await request.body()
             if len(raw) > MAX_BODY_BYTES:
                 return _answer(action, 413, {"error": "body too large"})
             try:
@@ -149,7 +156,6 @@ class ControlApi:
         nc = self._nc()
         if nc is None or not nc.is_connected:
             return _answer(action, 503, {"error": "not connected"})
-        call_id = request.path_params["call_id"]
         if await self._lease(nc, call_id) is None:
             return _answer(action, 404, {"error": "no such live call"})
         payload = ControlCommand.model_validate(command).model_dump_json().encode()

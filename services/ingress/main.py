@@ -17,6 +17,7 @@ import logging
 from nats.aio.client import Client
 
 from services.ingress.app import PUBLISH_TIMEOUT_S, WebhookEndpoint, build_app
+from services.ingress.console.routes import Console
 from services.ingress.control import control_routes
 from services.ingress.publish import CallPublisher
 from services.ingress.webhook import WebhookVerifier
@@ -48,7 +49,9 @@ class Ingress:
             max_bytes=settings.webhook_max_bytes,
         )
         control = control_routes(settings.switchboard_control_token, lambda: self._nc)
-        self.app = build_app(endpoint, [*ops_routes(self.is_ready), *control])
+        self.console = Console.from_settings(settings, lambda: self._nc)
+        console = self.console.routes() if self.console else []
+        self.app = build_app(endpoint, [*ops_routes(self.is_ready), *control, *console])
         self.http = HttpServer(self.app, host, port)
 
     def _connected_publisher(self) -> CallPublisher | None:
@@ -95,6 +98,8 @@ class Ingress:
         self._draining = True
         metrics.DRAINING.set(1)
         metrics.READY.set(0)
+        if self.console is not None:
+            await self.console.close()  # its streams would hold the server open
         await self.http.stop()  # closes the listener, finishes the requests in flight
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
