@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Re-take docs/console.png (the README's) with the console's browser test.
+screenshot: $(STAMP)
+	SWITCHBOARD_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/services/ingress/console/test_browser.py
 
 clean:
 	rm -rf $(VENV) .switchboard .pytest_cache .ruff_cache

@@ -70,6 +70,10 @@ class DevStack:
             "SESSION_DRAIN_DEADLINE_S": "3",
             "PYTHONUNBUFFERED": "1",
         }
+        # The console's read-only token for this run (yours if set); actions need
+        # SWITCHBOARD_CONTROL_TOKEN, which only you set.
+        if not self.env.get("SWITCHBOARD_VIEW_TOKEN"):
+            self.env["SWITCHBOARD_VIEW_TOKEN"] = "view-" + secrets.token_urlsafe(24)
 
     @property
     def with_examples(self) -> bool:
@@ -200,6 +204,8 @@ def main(args: argparse.Namespace) -> int:
         stack.start()
         print(f"webhook: http://127.0.0.1:{stack.ingress_port}/api/voice/realtime-webhook  "
               f"simulator: {stack.env['OPENAI_BASE_URL']}", flush=True)  # fmt: skip
+        print(f"console: http://127.0.0.1:{stack.ingress_port}/console  "
+              f"viewer token: {stack.env['SWITCHBOARD_VIEW_TOKEN']}", flush=True)  # fmt: skip
         print("placing demo calls; Ctrl-C stops everything", flush=True)
         return asyncio.run(_watch(stack, args.calls, args.exit_when_done))
     except KeyboardInterrupt:

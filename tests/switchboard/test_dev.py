@@ -31,6 +31,7 @@ def test_dev_runs_two_demo_calls_and_exits_cleanly(tmp_path: Path) -> None:
     assert "2 of 2 calls completed" in result.stdout
     assert result.stdout.count(" ended ") == 2
     assert "caller_hangup" in result.stdout
+    assert "/console  viewer token: view-" in result.stdout
     # Every child was stopped: nothing of ours still runs against that store.
     leftovers = subprocess.run(
         ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True
