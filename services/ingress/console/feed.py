@@ -23,7 +23,7 @@ from nats.js.errors import NoKeysError
 from pydantic import ValidationError
 
 from services.ingress.console import history
-from services.ingress.console.board import Board
+from services.ingress.console.board import Board, CallSummary
 from shared import metrics
 from shared.events import CALL_EVENTS_SUBJECT, CallEvent
 from shared.streams import CALL_LEASES_BUCKET
@@ -69,7 +69,7 @@ class ConsoleFeed:
         self._replay = replay
         self.board = Board()
         self._viewers: set[Viewer] = set()
-        self._dirty: dict[str, None] = {}
+        self._dirty: dict[str, CallSummary] = {}
         self._flusher: asyncio.TimerHandle | None = None
         self._sub: Subscription | None = None
         self._booting: list[CallEvent] | None = None
@@ -162,8 +162,11 @@ class ConsoleFeed:
         if self._booting is not None:
             self._booting.append(event)
             return
-        if self.board.apply(event) is not None:
-            self._dirty[event.call_id] = None
+        changed = self.board.apply(event)
+        if changed is not None:
+            # The summary itself: a call that ends and leaves the recent list before the
+            # frame goes out must still reach the consoles as ended.
+            self._dirty[event.call_id] = changed
             if self._flusher is None:
                 self._flusher = asyncio.get_running_loop().call_later(FRAME_S, self._flush)
 
@@ -173,11 +176,7 @@ class ConsoleFeed:
         if (now - self._swept).total_seconds() > SWEEP_S:
             self._swept = now
             self.board.forget_stale(now, STALE_CALL_S)
-        changed = [
-            call.to_json()
-            for call_id in self._dirty
-            if (call := self.board.live.get(call_id) or self.board.recent.get(call_id))
-        ]
+        changed = [call.to_json() for call in self._dirty.values()]
         self._dirty.clear()
         if not changed or not self._viewers:
             return

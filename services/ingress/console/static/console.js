@@ -344,29 +344,29 @@ function setControlsEnabled(live) {
 async function act(action, body, waiting) {
   const callId = state.selected;
   $("outcome").textContent = waiting;
+  state.pending = action; // the call's events may settle it before the answer arrives
   const { status, body: reply } = await api(`/console/api/calls/${encodeURIComponent(callId)}/${action}`, {
     method: "POST", body: body ? JSON.stringify(body) : "",
   });
   if (callId !== state.selected) return;
-  if (status !== 200) { $("outcome").textContent = `Refused (${status}): ${reply.error || reply.detail || "error"}`; return; }
-  state.pending = action;
-  $("outcome").textContent = action === "say" ? "Sent; the agent speaks next." : `${waiting} (waiting for the call's events)`;
-  if (action === "say") $("say-text").value = "";
+  if (action === "say" && status === 200) $("say-text").value = "";
+  if (state.pending !== action) return; // already settled by the events
+  if (status !== 200) {
+    state.pending = null;
+    $("outcome").textContent = `Refused (${status}): ${reply.error || reply.detail || "error"}`;
+  } else {
+    $("outcome").textContent = action === "say" ? "Sent; the agent speaks next." : `${waiting} (waiting for the call's events)`;
+  }
 }
 
 function settle(event) {
   const d = event.data || {};
-  if (event.type === "call.ended") {
-    $("outcome").textContent = `Call ended (${d.reason}).`;
-    setControlsEnabled(false);
-  } else if (event.type === "call.transferred") {
-    $("outcome").textContent = `Transferred to ${d.target}.`;
-  } else if (event.type === "transfer.failed" && state.pending === "transfer") {
-    $("outcome").textContent = `Transfer failed: ${d.reason}.`;
-  } else if (event.type === "transcript.agent" && state.pending === "say") {
-    $("outcome").textContent = "The agent spoke.";
-    state.pending = null;
-  }
+  let outcome = null;
+  if (event.type === "call.ended") { outcome = `Call ended (${d.reason}).`; setControlsEnabled(false); }
+  else if (event.type === "call.transferred") outcome = `Transferred to ${d.target}.`;
+  else if (event.type === "transfer.failed" && state.pending === "transfer") outcome = `Transfer failed: ${d.reason}.`;
+  else if (event.type === "transcript.agent" && state.pending === "say") outcome = "The agent spoke.";
+  if (outcome) { $("outcome").textContent = outcome; state.pending = null; }
 }
 
 boot();

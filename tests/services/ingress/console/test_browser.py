@@ -11,10 +11,12 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nats
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
+from shared.events import CallEventPublisher
 from simulator import CallerScript, SimulatedCall
 from tests.services.ingress.console.conftest import (
     CONTROL_TOKEN,
@@ -94,6 +96,28 @@ async def test_a_controller_hangs_up_a_call_and_sees_it_end(
     )
     await expect(page.get_by_role("button", name="Hang up")).to_be_disabled()
     assert call.end_reason == "hangup"
+
+
+async def test_a_controller_has_the_agent_speak_then_transfers_to_a_named_target(
+    console_stack: Stack, page: Page
+) -> None:
+    stack = console_stack
+    assert stack.simulator is not None
+    await sign_in(page, stack, CONTROL_TOKEN)
+    call = await stack.simulator.place_call(STAY_ON, to=SALON)
+    await page.locator(f'tr[data-call="{call.call_id}"] button').click()
+    await expect(page.locator("#timeline")).to_contain_text("Hello, is anyone there?")
+
+    await page.get_by_label("Tell the agent to say").fill("Say: Your car is ready.")
+    await page.get_by_role("button", name="Say").click()
+    await expect(page.locator("#timeline")).to_contain_text("Agent:Your car is ready.")
+    await expect(page.locator("#outcome")).to_have_text("The agent spoke.")
+
+    await page.get_by_label("Transfer to a named target").select_option("reception")
+    await page.get_by_role("button", name="Transfer").click()
+    await expect(page.locator("#outcome")).to_have_text("Call ended (transferred).")
+    await expect(page.locator("#timeline")).to_contain_text("Transferred to reception")
+    assert call.refer_targets == ["tel:+61290000000"]
 
 
 async def test_a_viewer_sees_no_buttons_and_is_refused_every_action(
@@ -199,6 +223,35 @@ async def test_a_controller_watches_three_demo_calls_and_their_transcripts(
     assert await page.evaluate("localStorage.length + sessionStorage.length") == 0
     assert CONTROL_TOKEN not in await page.content()
     await hang_up_all(stack, calls)
+
+
+async def test_a_thousand_live_calls_draw_only_the_rows_in_view(
+    console_stack: Stack, page: Page
+) -> None:
+    stack = console_stack
+    await sign_in(page, stack, VIEW_TOKEN)
+    nc = await nats.connect(stack.nats_url)
+    publisher = CallEventPublisher(nc.jetstream())
+    calls = [f"rtc_bulk{n:04d}" for n in range(1000)]
+    for call_id in calls:  # oldest first: the first call ends up at the bottom
+        await publisher.publish(call_id, "call.accepted", {"agent": "bulk"})
+
+    await expect(page.locator("#live-count")).to_have_text("1000")
+    drawn = await page.locator("#rows tr[data-call]").count()
+    assert 0 < drawn < 80
+    newest = page.locator(f'tr[data-call="{calls[-1]}"]')
+    await publisher.publish(calls[-1], "transcript.caller", {"text": "Still here"})
+    await expect(newest).to_contain_text("caller: Still here")
+
+    await page.locator("#scroller").evaluate("s => { s.scrollTop = s.scrollHeight; }")
+    await expect(page.locator(f'tr[data-call="{calls[0]}"]')).to_have_count(1)
+    await expect(newest).to_have_count(0)
+    assert await page.locator("#rows tr[data-call]").count() < 80
+
+    for call_id in calls:
+        await publisher.publish(call_id, "call.ended", {"reason": "caller_hangup"})
+    await expect(page.locator("#live-count")).to_have_text("0")
+    await nc.close()
 
 
 async def post_from_page(
