@@ -82,7 +82,7 @@ class ConsoleFeed:
         nc = self._nc()
         if nc is None or not nc.is_connected:
             raise ConnectionError("not connected")
-        if self._started is None or (self._started.done() and self._started.exception()):
+        if self._started is None or _failed(self._started):
             self._started = asyncio.create_task(self._start(nc))
         await asyncio.shield(self._started)
         viewer = Viewer()
@@ -113,13 +113,20 @@ class ConsoleFeed:
     # -- building the board -----------------------------------------------------------------
 
     async def _start(self, nc: Client) -> None:
+        """Subscribe first (buffering), then rebuild from the stream, then apply what came
+        meanwhile: no event falls between the two. A failure leaves nothing half-built;
+        the next console to connect tries again."""
         self._booting = []
+        self.board = Board()
         self._sub = await nc.subscribe(f"{CALL_EVENTS_SUBJECT}.>", cb=self._on_message)
-        js = nc.jetstream()
         try:
             await self._hydrate_leased(nc)
-            async for event in history.tail(js, self._replay):
+            async for event in history.tail(nc.jetstream(), self._replay):
                 self.board.apply(event)
+        except BaseException:
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
+            raise
         finally:
             buffered, self._booting = self._booting, None
         for event in sorted(buffered, key=lambda e: (e.call_id, e.seq)):
@@ -186,3 +193,7 @@ class ConsoleFeed:
                 self._viewers.discard(viewer)
                 viewer.drop()
         metrics.CONSOLE_VIEWERS.set(len(self._viewers))
+
+
+def _failed(task: asyncio.Task[None]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)

@@ -95,6 +95,12 @@ async def test_a_controller_hangs_up_a_call_and_sees_it_end(
         "operator_hangup"
     )
     await expect(page.get_by_role("button", name="Hang up")).to_be_disabled()
+    await page.keyboard.press("Escape")  # the keyboard closes the call's view
+    await expect(page.locator("#call")).to_be_hidden()
+    # Focus returns to the call's row, now among the recent calls.
+    await expect(
+        page.locator(f'#recent-rows tr[data-call="{call.call_id}"] button')
+    ).to_be_focused()
     assert call.end_reason == "hangup"
 
 
