@@ -126,6 +126,33 @@ async def test_a_controller_has_the_agent_speak_then_transfers_to_a_named_target
     assert call.refer_targets == ["tel:+61290000000"]
 
 
+async def test_a_call_moving_to_another_worker_shows_as_a_re_attach(
+    console_stack: Stack, page: Page
+) -> None:
+    stack = console_stack
+    assert stack.simulator is not None
+    await sign_in(page, stack, VIEW_TOKEN)
+    call = await stack.simulator.place_call(STAY_ON)
+    await stack.events.wait_for(call.call_id, "session.attached", timeout=20)
+    first = stack.events.of_type(call.call_id, "session.attached")[0].data["worker"]
+    await page.locator(f'tr[data-call="{call.call_id}"] button').click()
+    await expect(page.locator("#timeline")).to_contain_text(f"Attached to {first}")
+
+    owner = next(w for w in stack.session_workers if w.worker_id == first)
+    stack.session_workers.remove(owner)
+    await stack.add_worker()  # keeps the module's stack at two workers
+    await owner.stop()  # a deploy: the call is handed to the other worker
+
+    await stack.events.wait_for(call.call_id, "session.attached", count=2, timeout=20)
+    second = stack.events.of_type(call.call_id, "session.attached")[1].data["worker"]
+    await expect(page.locator("#timeline")).to_contain_text(
+        f"Re-attached to {second} (attempt 2): the call moved to another worker"
+    )
+    row = page.locator(f'tr[data-call="{call.call_id}"]')
+    await expect(row).to_contain_text(f"{second} (re-attached, 2)")
+    await hang_up_all(stack, [call])
+
+
 async def test_a_viewer_sees_no_buttons_and_is_refused_every_action(
     console_stack: Stack, page: Page
 ) -> None:
