@@ -75,6 +75,7 @@ class ConsoleFeed:
         self._booting: list[CallEvent] | None = None
         self._started: asyncio.Task[None] | None = None
         self._swept = datetime.now(UTC)
+        self._reconnects = 0  # the connection's count when the board was built
 
     async def join(self) -> Viewer:
         """A new viewer, its first frame the whole board. Raises ConnectionError while NATS
@@ -117,6 +118,7 @@ class ConsoleFeed:
         meanwhile: no event falls between the two. A failure leaves nothing half-built;
         the next console to connect tries again."""
         self._booting = []
+        self._reconnects = nc.stats["reconnects"]
         self.board = Board()
         self._sub = await nc.subscribe(f"{CALL_EVENTS_SUBJECT}.>", cb=self._on_message)
         try:
@@ -159,6 +161,36 @@ class ConsoleFeed:
 
         await asyncio.gather(*(one(k) for k in keys))
 
+    def check(self) -> None:
+        """Rebuild the board if NATS reconnected since it was built: events published
+        while the connection was down never reached it (a call that ended then would stay
+        live). Every console then gets a fresh snapshot."""
+        nc = self._nc()
+        if (
+            nc is None
+            or not nc.is_connected
+            or self._started is None
+            or not self._started.done()
+            or nc.stats["reconnects"] == self._reconnects
+        ):
+            return
+        log.info("console feed: nats reconnected, rebuilding")
+        self._started = asyncio.create_task(self._rebuild(nc))
+
+    async def _rebuild(self, nc: Client) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            try:
+                await sub.unsubscribe()
+            except Exception:  # already gone with the old connection
+                pass
+        await self._start(nc)
+        frame = sse("snapshot", {"calls": self.board.snapshot()})
+        for viewer in list(self._viewers):
+            if not viewer.push(frame):
+                self._viewers.discard(viewer)
+                viewer.drop()
+
     # -- live -------------------------------------------------------------------------------
 
     async def _on_message(self, msg: nats.aio.msg.Msg) -> None:
@@ -169,6 +201,7 @@ class ConsoleFeed:
         if self._booting is not None:
             self._booting.append(event)
             return
+        self.check()
         changed = self.board.apply(event)
         if changed is not None:
             # The summary itself: a call that ends and leaves the recent list before the

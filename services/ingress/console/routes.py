@@ -221,6 +221,7 @@ class Console:
                     try:
                         frame = await asyncio.wait_for(viewer.frames.get(), KEEPALIVE_S)
                     except TimeoutError:
+                        self.feed.check()  # a quiet system gets rebuilt after an outage too
                         yield b": keepalive\n\n"
                         continue
                     if frame is None:

@@ -16,7 +16,12 @@ import pytest
 from services.ingress.main import Ingress
 from shared.events import CallEventPublisher
 from shared.nats_server import NatsServer
-from tests.services.ingress.conftest import ingress_settings, metric, new_secret
+from tests.services.ingress.conftest import (
+    ingress_settings,
+    metric,
+    new_secret,
+    wait_readiness,
+)
 from tests.services.ingress.console.conftest import CONTROL_TOKEN, VIEW_TOKEN
 
 WRONG = "That token is not valid. Check it and try again."
@@ -169,6 +174,43 @@ async def test_the_feeds_show_calls_as_their_events_are_stored(
             await publisher.publish("rtc_new", "transcript.agent", {"text": "Hello"})
             live = await next_event(lines, "events")
             assert [(e["seq"], e["data"]["text"]) for e in live["events"]] == [(2, "Hello")]
+    await nc.close()
+
+
+async def test_after_a_nats_outage_the_table_is_rebuilt_from_the_stream(
+    http: httpx.AsyncClient, nats_server: NatsServer, console: Ingress
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    publisher = CallEventPublisher(nc.jetstream())
+    await publisher.publish("rtc_during", "call.accepted", {"agent": "salon"})
+    await sign_in(http, VIEW_TOKEN)
+    quiet_allowed = httpx.Timeout(10, read=None)  # the ingress takes a while to reconnect
+    async with (
+        asyncio.timeout(30),
+        http.stream("GET", "/console/api/stream", timeout=quiet_allowed) as table,
+    ):
+        lines = table.aiter_lines()
+        snapshot = await next_event(lines, "snapshot")
+        assert [(c["call_id"], c["live"]) for c in snapshot["calls"]] == [("rtc_during", True)]
+
+        await nc.close()
+        nats_server.stop()
+        nats_server.start()  # same port, same store
+        # Published before the ingress is back (it retries every 0.5 s): it never sees it live.
+        nc = await nats.connect(nats_server.url)
+        publisher = CallEventPublisher(nc.jetstream())
+        await publisher.publish("rtc_during", "call.ended", {"reason": "caller_hangup"})
+        await wait_readiness(http, "", 200)
+        await publisher.publish("rtc_after", "call.accepted", {"agent": "salon"})
+
+        seen: dict[str, bool] = {}
+        while seen.get("rtc_during", True) or "rtc_after" not in seen:
+            async for line in lines:
+                if line.startswith("data: "):
+                    for call in json.loads(line.removeprefix("data: "))["calls"]:
+                        seen[call["call_id"]] = call["live"]
+                    break
+    assert seen == {"rtc_during": False, "rtc_after": True}
     await nc.close()
 
 
