@@ -25,7 +25,12 @@ OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomizatio
 
 # The services the manifests run, by their `app.kubernetes.io/component` label.
 SERVICES = ("ingress", "acceptor", "session")
-SECRET_VARS = ("OPENAI_API_KEY", "OPENAI_WEBHOOK_SECRET", "SWITCHBOARD_CONTROL_TOKEN")
+SECRET_VARS = (
+    "OPENAI_API_KEY",
+    "OPENAI_WEBHOOK_SECRET",
+    "SWITCHBOARD_CONTROL_TOKEN",
+    "SWITCHBOARD_VIEW_TOKEN",
+)
 # Seconds a worker needs after its drain deadline to close connections and exit.
 DRAIN_MARGIN_S = 5.0
 

@@ -205,7 +205,7 @@ def test_secret_example_is_valid_and_in_no_kustomization() -> None:
 
 def test_each_service_gets_only_the_secrets_it_needs(objects: list[dict[str, Any]]) -> None:
     wanted = {
-        "ingress": {"OPENAI_WEBHOOK_SECRET", "SWITCHBOARD_CONTROL_TOKEN"},
+        "ingress": {"OPENAI_WEBHOOK_SECRET", "SWITCHBOARD_CONTROL_TOKEN", "SWITCHBOARD_VIEW_TOKEN"},
         "acceptor": {"OPENAI_API_KEY"},
         "session": {"OPENAI_API_KEY"},
     }
