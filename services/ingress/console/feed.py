@@ -1,11 +1,12 @@
 """The live feed behind every open console: one NATS subscription, fanned out.
 
-Started by the first console that connects (an ingress nobody watches pays nothing), it
-subscribes to `calls.events.>`, rebuilds the board from the stream's tail and the live
-leases, then keeps it current. Changes are coalesced into frames at most every
-`FRAME_S` and each frame is serialised once for all consoles, so a console costs the
-ingress one socket write per frame, not work per event. A console too slow to keep up is
-dropped; its browser reconnects and starts again from a fresh snapshot.
+Started by the first console that connects (an ingress nobody has watched pays nothing)
+and kept from then on, it subscribes to `calls.events.>`, rebuilds the board from the
+stream's tail and the live leases, then keeps it current (rebuilding after a NATS outage).
+Changes are coalesced into frames at most every `FRAME_S` and each frame is serialised
+once for all consoles, so a console costs the ingress one socket write per frame, not work
+per event. A console too slow to keep up is dropped; its browser reconnects and starts
+again from a fresh snapshot.
 """
 
 from __future__ import annotations

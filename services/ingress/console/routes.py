@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
@@ -243,9 +244,9 @@ class Console:
             return _json({"error": "event store unavailable"}, 503)
         queue: asyncio.Queue[CallEvent | None] = asyncio.Queue(CALL_QUEUE)
 
-        async def on_event(msg: object) -> None:
+        async def on_event(msg: Msg) -> None:
             try:
-                queue.put_nowait(CallEvent.model_validate_json(msg.data))  # type: ignore[attr-defined]
+                queue.put_nowait(CallEvent.model_validate_json(msg.data))
             except asyncio.QueueFull:
                 queue.get_nowait()
                 queue.put_nowait(None)  # too far behind: end; the browser reconnects
