@@ -67,8 +67,9 @@ async def test_a_wrong_token_is_refused_with_a_clear_message(
     console_stack: Stack, page: Page
 ) -> None:
     await page.goto(console_url(console_stack))
-    await page.get_by_label("Access token").fill("not-the-token")
-    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_label("Access token")).to_be_focused()
+    await page.keyboard.type("not-the-token")  # keyboard only: type, Enter
+    await page.keyboard.press("Enter")
     await expect(page.get_by_role("alert")).to_have_text(
         "That token is not valid. Check it and try again."
     )
