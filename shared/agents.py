@@ -25,6 +25,14 @@ from pydantic import (
     model_validator,
 )
 
+from shared.live_agent import (
+    LIVE_DEFAULT_MODEL,
+    Api,
+    LiveDelegation,
+    check_live_values,
+    check_realtime_values,
+    refused_fields,
+)
 from shared.settings import Settings
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -114,6 +122,7 @@ class AgentProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN)
+    api: Api = "realtime"  # which of OpenAI's voice APIs answers (shared/live_agent.py)
     numbers: list[str] = Field(default_factory=list)
     model: str = Field(min_length=1)
     voice: str = Field(min_length=1)
@@ -125,6 +134,9 @@ class AgentProfile(BaseModel):
     )
     tools: list[Tool] = Field(default_factory=list)
     limits: AgentLimits = Field(default_factory=AgentLimits)
+    # GPT-Live only: the backend that calls the tools, and whether OpenAI stores the session.
+    delegation: LiveDelegation | None = None
+    store: bool | None = Field(None, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -133,7 +145,27 @@ class AgentProfile(BaseModel):
             for field in AUDIO_FORMAT_FIELDS:
                 if field in data:
                     raise ValueError(f"{field}: {AUDIO_FORMAT_REASON}")
+            if data.get("api") == "live":
+                # Realtime's defaults mean nothing to Live: absent, not "semantic_vad".
+                data = {"turn_detection": None, "model": LIVE_DEFAULT_MODEL, **data}
         return data
+
+    @model_validator(mode="after")
+    def _fields_of_its_api(self) -> AgentProfile:
+        """Fields the agent's API lacks are refused (by value, so a profile survives its
+        own round trip through JSON)."""
+        present = {
+            name
+            for name in ("transcription", "turn_detection", "delegation", "store")
+            if getattr(self, name) is not None
+        }
+        for field, reason in refused_fields(self.api, present):
+            raise ValueError(f"{field}: {reason}")
+        if self.api == "live":
+            check_live_values(self)
+        else:
+            check_realtime_values(self)
+        return self
 
     @field_validator("turn_detection")
     @classmethod

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.acceptor.live_accept import live_session_problem
 from services.acceptor.numbers import to_e164
 from shared.agents import (
     AUDIO_FORMAT_FIELDS,
@@ -23,9 +24,13 @@ from shared.agents import (
     DEFAULT_AGENT_NAME,
     AgentProfile,
 )
+from shared.live_agent import refused_fields
 
 Path_ = tuple[str | int, ...]
 _INHERITED = ("model", "voice", "instructions", "greeting", "transcription", "tools")
+# A Live agent takes what Live has from the default agent (a Realtime one): not its model
+# or transcription, and its tools only with a delegation backend to call them.
+_INHERITED_BY_LIVE = ("voice", "instructions", "greeting")
 
 
 class AgentsFileError(ValueError):
@@ -147,19 +152,47 @@ def parse_agents(
             line, path = _line_of((formats[0],), base, lines)
             problems.append(Problem(line, _where(path), AUDIO_FORMAT_REASON))
             continue
-        entry = {**inherited, **entry}
+        wrong_api = refused_fields(str(entry.get("api", "realtime")), set(entry))
+        for field, reason in wrong_api:  # said here too, with the line of the field
+            line, path = _line_of((field,), base, lines)
+            problems.append(Problem(line, _where(path), reason))
+        if wrong_api:
+            continue
+        entry = {**_inherited_for(entry, inherited), **entry}
         if isinstance(entry.get("numbers"), list):
             entry["numbers"] = _numbers(entry["numbers"], base, lines, problems)
         try:
-            profiles.append(AgentProfile.model_validate(entry))
+            profile = AgentProfile.model_validate(entry)
+            problem = live_session_problem(profile) if profile.api == "live" else None
+            if problem is not None:
+                problems.append(Problem(lines.get(base, 1), _where(base), problem))
+            else:
+                profiles.append(profile)
         except ValidationError as error:
             for item in error.errors():
-                line, path = _line_of(item["loc"], base, lines)
-                problems.append(Problem(line, _where(path), _reason(item)))
+                loc, reason = _whole_profile_field(item)
+                line, path = _line_of(loc, base, lines)
+                problems.append(Problem(line, _where(path), reason))
     problems += _cross_checks(profiles, document.agents, lines)
     if problems:
         raise _error(source, problems)
     return profiles
+
+
+def _whole_profile_field(error: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+    """A check of the whole profile names its field first (`voice: …`): point at its line."""
+    reason = _reason(error)
+    field, sep, rest = reason.partition(": ")
+    if not error["loc"] and sep and field.replace("_", "").isalpha():
+        return (field,), rest
+    return tuple(error["loc"]), reason
+
+
+def _inherited_for(entry: dict[str, Any], inherited: dict[str, Any]) -> dict[str, Any]:
+    if entry.get("api") != "live":
+        return inherited
+    names = _INHERITED_BY_LIVE + (("tools",) if "delegation" in entry else ())
+    return {name: inherited[name] for name in names}
 
 
 def _numbers(
