@@ -1,6 +1,7 @@
 """Payloads that travel between the services over JetStream.
 
-`IncomingCall`: ingress → acceptor, one per verified `realtime.call.incoming` webhook.
+`IncomingCall`: ingress → acceptor, one per verified incoming-call webhook
+(`realtime.call.incoming`, `live.transport.incoming` or the deprecated `live.call.incoming`).
 `SessionJob`: acceptor → session workers, one per accepted call.
 """
 
@@ -12,6 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field
 
 from shared.agents import AgentProfile
+from shared.live_agent import Api
 from shared.logging import UNSAFE_CHARS
 
 # C0/C1 controls, plus the Unicode characters that break lines or reorder text when shown
@@ -35,7 +37,8 @@ class IncomingCall(BaseModel):
     """A verified incoming call, as the ingress made it durable."""
 
     webhook_id: str
-    call_id: str
+    call_id: str  # Realtime's `rtc_…` call id, or GPT-Live's `live_…` session id
+    api: Api = "realtime"  # the API whose webhook this is (and whose id `call_id` is)
     received_at: datetime  # when the webhook reached the ingress (UTC)
     sip_headers: list[SipHeader] = Field(default_factory=list, max_length=MAX_SIP_HEADERS)
     # JetStream sequence of the `call.received` this ingress stored (seq 1), when it did:

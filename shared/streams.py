@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 WEBHOOKS_STREAM = "WEBHOOKS"
 INCOMING_CALL_SUBJECT = "webhooks.realtime.call.incoming"
 ACCEPTOR_CONSUMER = "acceptor"
+# GPT-Live's incoming calls (`live.transport.incoming`, and the deprecated
+# `live.call.incoming`), consumed by the acceptor through a consumer of their own.
+LIVE_INCOMING_CALL_SUBJECT = "webhooks.live.transport.incoming"
+ACCEPTOR_LIVE_CONSUMER = "acceptor-live"
 ACCEPTOR_ACK_WAIT_S = 5.0
 ACCEPTOR_MAX_DELIVER = 60
 
@@ -43,6 +47,7 @@ CALL_CLAIMS_BUCKET = "call_claims"  # call_id → acceptor's claim: one accept p
 CALL_LEASES_BUCKET = "call_leases"  # call_id → the session worker that owns it (TTL'd)
 WORKER_SLOTS_BUCKET = "worker_slots"  # worker id → free slots (TTL'd), for admission
 TOOL_RUNS_BUCKET = "tool_runs"  # tool_call_id → run record: one run per tool call
+SIP_CALLS_BUCKET = "sip_calls"  # SIP Call-ID → the API that answers it (both webhooks)
 
 _ALREADY_IN_USE = 10058
 
@@ -115,6 +120,18 @@ async def declare_topology(
         ),
     )
     await js.add_consumer(
+        WEBHOOKS_STREAM,
+        ConsumerConfig(
+            durable_name=ACCEPTOR_LIVE_CONSUMER,
+            filter_subject=LIVE_INCOMING_CALL_SUBJECT,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACCEPTOR_ACK_WAIT_S,
+            max_deliver=ACCEPTOR_MAX_DELIVER,
+            max_ack_pending=1000,
+            num_replicas=replicas,
+        ),
+    )
+    await js.add_consumer(
         SESSIONS_STREAM,
         ConsumerConfig(
             durable_name=SESSION_CONSUMER,
@@ -130,6 +147,7 @@ async def declare_topology(
         (CALL_LEASES_BUCKET, 24 * 3600.0),
         (WORKER_SLOTS_BUCKET, 3600.0),
         (TOOL_RUNS_BUCKET, 24 * 3600.0),
+        (SIP_CALLS_BUCKET, 3600.0),
     ):
         await js.create_key_value(
             KeyValueConfig(

@@ -8,7 +8,7 @@ will retry (503) or that no retry can fix (400, 401, 413).
 |---|---|---|
 | 200 | `{"status": "published"}` | new webhook, durable in JetStream |
 | 200 | `{"status": "duplicate"}` | this webhook id was already durable |
-| 200 | `{"status": "ignored"}` | a verified event of a type we do not handle |
+| 200 | `{"status": "ignored"}` | a verified event of a type we do not handle (not a SIP call) |
 | 400 | `{"error": …}` | signed, but malformed JSON, no/invalid call_id or webhook-id |
 | 401 | `{"error": reason}` | missing_headers, bad_signature, bad_timestamp, stale, future |
 | 413 | `{"error": "payload too large"}` | body over the cap, before any parsing |

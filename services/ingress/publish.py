@@ -28,7 +28,7 @@ from nats.js.errors import APIError
 from shared.calls import IncomingCall
 from shared.events import CALL_EVENTS_STREAM, CallEvent, EventType, journal_subject
 from shared.nats import lost_race
-from shared.streams import INCOMING_CALL_SUBJECT, WEBHOOKS_STREAM
+from shared.streams import INCOMING_CALL_SUBJECT, LIVE_INCOMING_CALL_SUBJECT, WEBHOOKS_STREAM
 
 # Calls whose `call.received` this process knows to be stored (~100 bytes each).
 RECENT_CALLS = 65_536
@@ -47,6 +47,7 @@ def received_event(call: IncomingCall) -> CallEvent:
         seq=1,
         ts=call.received_at,
         data={
+            "api": call.api,  # which OpenAI API the call came through (contract)
             "webhook_id": call.webhook_id,
             "sip_headers": [h.model_dump() for h in call.sip_headers],
         },
@@ -81,7 +82,7 @@ class CallPublisher:
         """
         await self._ensure_received(call)
         ack = await self._js.publish(
-            INCOMING_CALL_SUBJECT,
+            LIVE_INCOMING_CALL_SUBJECT if call.api == "live" else INCOMING_CALL_SUBJECT,
             call.model_dump_json().encode(),
             timeout=self._timeout_s,
             stream=WEBHOOKS_STREAM,

@@ -30,11 +30,16 @@ from shared.calls import (
 )
 
 CALL_INCOMING = "realtime.call.incoming"
+# GPT-Live's incoming SIP call, and its deprecated name (same payload without `data.type`):
+# both are handled while a project's old subscription drains.
+LIVE_INCOMING = "live.transport.incoming"
+LIVE_INCOMING_DEPRECATED = "live.call.incoming"
 TOLERANCE_S = 300
 
 # A call id becomes a NATS subject token and a KV key; a webhook id becomes a Nats-Msg-Id
 # header and a log field: keep both to short, safe, printable ASCII.
 _CALL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SESSION_ID = re.compile(r"live_[A-Za-z0-9_-]{1,128}")  # OpenAI's own pattern for Live ids
 _WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,256}")
 
 
@@ -51,7 +56,7 @@ class WebhookRefused(Exception):
 class Webhook:
     webhook_id: str
     type: str
-    call: IncomingCall | None  # set for realtime.call.incoming
+    call: IncomingCall | None  # set for the incoming-call types of either API
 
 
 class WebhookVerifier:
@@ -80,6 +85,8 @@ class WebhookVerifier:
             raise WebhookRefused(400, "malformed JSON") from None
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             raise WebhookRefused(400, "not an event")
+        if event["type"] in (LIVE_INCOMING, LIVE_INCOMING_DEPRECATED):
+            return self._live_call(webhook_id, event, received_at)
         if event["type"] != CALL_INCOMING:
             return Webhook(webhook_id=webhook_id, type=event["type"], call=None)
         data = event.get("data")
@@ -94,6 +101,25 @@ class WebhookVerifier:
             sip_headers=bounded_sip_headers(data.get("sip_headers")),
         )
         return Webhook(webhook_id=webhook_id, type=CALL_INCOMING, call=call)
+
+    @staticmethod
+    def _live_call(webhook_id: str, event: dict[str, Any], received_at: datetime) -> Webhook:
+        """A GPT-Live incoming call: its `live_…` session id is the call's id from here on."""
+        data = event.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("session_id"), str):
+            raise WebhookRefused(400, f"{event['type']} without session_id")
+        if not _SESSION_ID.fullmatch(data["session_id"]):
+            raise WebhookRefused(400, "invalid session_id")
+        if data.get("type", "sip") != "sip":  # only SIP calls come this way
+            return Webhook(webhook_id=webhook_id, type=event["type"], call=None)
+        call = IncomingCall(
+            webhook_id=webhook_id,
+            call_id=data["session_id"],
+            api="live",
+            received_at=received_at,
+            sip_headers=bounded_sip_headers(data.get("sip_headers")),
+        )
+        return Webhook(webhook_id=webhook_id, type=event["type"], call=call)
 
     def _check_signature(self, raw: bytes, headers: Mapping[str, str]) -> str:
         """The verified `webhook-id`, or a 401 refusal with its reason."""

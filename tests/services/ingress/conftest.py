@@ -154,3 +154,34 @@ async def js(nats_server: NatsServer) -> AsyncIterator[JetStreamContext]:
     nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     yield nc.jetstream()
     await nc.close()
+
+
+def new_session_id() -> str:
+    return "live_" + secrets.token_hex(16)
+
+
+def live_incoming_call(
+    session_id: str,
+    sip_call_id: str | None = None,
+    *,
+    deprecated: bool = False,
+    to: str = "+18005551212",
+) -> bytes:
+    """`live.transport.incoming` (or the deprecated `live.call.incoming`, no `data.type`)."""
+    headers = [
+        {"name": "From", "value": "sip:+14155550123@sip.example.com"},
+        {"name": "To", "value": f"sip:{to}@sip.example.com"},
+    ]
+    if sip_call_id is not None:
+        headers.append({"name": "Call-ID", "value": sip_call_id})
+    data: dict[str, Any] = {"session_id": session_id, "sip_headers": headers}
+    if not deprecated:
+        data = {"type": "sip", **data, "sip_media_security": "srtp"}
+    event = {
+        "object": "event",
+        "id": "evt_" + secrets.token_hex(8),
+        "type": "live.call.incoming" if deprecated else "live.transport.incoming",
+        "created_at": int(time.time()),
+        "data": data,
+    }
+    return json.dumps(event, separators=(",", ":")).encode()

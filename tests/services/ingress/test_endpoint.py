@@ -129,7 +129,8 @@ async def test_call_received_is_never_added_to_a_call_that_has_events(
 async def test_other_event_types_are_200_ignored_and_counted(
     client: httpx.AsyncClient, webhook_url: str, signer: Signer, js: JetStreamContext
 ) -> None:
-    body = json.dumps({"type": "live.transport.incoming", "data": {"call_id": "rtc_x"}}).encode()
+    body = json.dumps({"type": "live.transport.connected", "data": {"session_id": "live_x"}})
+    body = body.encode()
     ignored = metric(WEBHOOKS_TOTAL, outcome="ignored")
 
     reply = await client.post(webhook_url, content=body, headers=signer.headers(body))
