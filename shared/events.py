@@ -43,6 +43,7 @@ class EventType(StrEnum):
     CALL_REJECTED = "call.rejected"
     CALL_MISSED = "call.missed"
     CALL_FAILED = "call.failed"
+    CALL_SUPERSEDED = "call.superseded"  # the other API's webhook of an answered SIP call
     SESSION_ATTACHED = "session.attached"
     SESSION_DETACHED = "session.detached"
     TRANSCRIPT_CALLER = "transcript.caller"

@@ -48,7 +48,8 @@ CONSOLE_VIEWERS = Gauge("switchboard_console_viewers", "Consoles connected to th
 # acceptor
 ACCEPT_DECISIONS = Counter(
     "switchboard_accept_decisions_total",
-    "Acceptor decisions by outcome (accepted, rejected, duplicate, missed, failed, expired)",
+    "Acceptor decisions by outcome (accepted, rejected, duplicate, missed, failed, expired, "
+    "superseded: the other API's webhook of a SIP call answered through one API)",
     ["outcome"],
 )
 ACCEPT_REJECTS = Counter(
@@ -140,7 +141,7 @@ for _outcome in ("viewer", "controller", "refused"):
     CONSOLE_SIGNINS.labels(_outcome)
 for _reason in ("missing_headers", "bad_signature", "bad_timestamp", "stale", "future"):
     WEBHOOK_AUTH_FAILURES.labels(_reason)
-for _outcome in ("accepted", "rejected", "duplicate", "missed", "failed", "expired"):
+for _outcome in ("accepted", "rejected", "duplicate", "missed", "failed", "expired", "superseded"):
     ACCEPT_DECISIONS.labels(_outcome)
 for _end in EndReason:
     CALLS_ENDED.labels(_end.value)

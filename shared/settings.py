@@ -95,3 +95,7 @@ class Settings(BaseSettings):
 
     def sideband_url(self, call_id: str) -> str:
         return f"{self.sideband_base_url}/realtime?call_id={call_id}"
+
+    def live_sideband_url(self, session_id: str) -> str:
+        """GPT-Live's sideband; `graceful_close` asks for a closing handshake at the end."""
+        return f"{self.sideband_base_url}/live/sessions/{session_id}/attach?graceful_close=true"

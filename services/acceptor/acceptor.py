@@ -22,10 +22,11 @@ from nats.js.api import Header
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from services.acceptor.accept_body import accept_body
 from services.acceptor.admission import Admission, Reservation
+from services.acceptor.call_apis import call_apis
 from services.acceptor.claims import Claim, ClaimState
 from services.acceptor.probe import SidebandProbe
+from services.acceptor.sip_calls import Choice, SipCalls
 from shared import metrics
 from shared.agents import AgentProfile
 from shared.call_control import call_control
@@ -55,7 +56,7 @@ REDELIVERY_MAX_S = 1.0
 AgentResolverFn = Callable[[IncomingCall], Awaitable[AgentProfile]]
 
 
-Outcome = Literal["accepted", "rejected", "duplicate", "missed", "failed", "expired"]
+Outcome = Literal["accepted", "rejected", "duplicate", "missed", "failed", "expired", "superseded"]
 # How a call-control request (with its retries) ended; `unknown`: an accept timed out and
 # may or may not have been applied.
 ResultKind = Literal["ok", "gone", "refused", "deadline", "unknown"]
@@ -90,6 +91,7 @@ class CallAcceptor:
         reject_status: int = 486,
         request_timeout_s: float = 2.0,
         probe: SidebandProbe | None = None,
+        sip_calls: SipCalls | None = None,
     ) -> None:
         self._js = js
         self._claims = claims
@@ -102,6 +104,8 @@ class CallAcceptor:
         self._reject_status = reject_status
         self._request_timeout_s = request_timeout_s
         self._probe = probe
+        self._apis = call_apis(openai_client)  # by IncomingCall.api
+        self._sip_calls = sip_calls
 
     async def handle(self, call: IncomingCall) -> AcceptOutcome:
         """Decide the call; raises when that could not be finished (the webhook is then
@@ -139,6 +143,13 @@ class CallAcceptor:
             self._events.prime(call.call_id, call.received_stream_seq, 1)
 
         agent = await self._resolve_agent(call)
+        choice = await self._choose_api(call, agent)
+        if not choice.answers:
+            # The other API's webhook of this SIP call answers it: this one is on record.
+            data = choice.superseded_data(call)
+            await self._publish(call, EventType.CALL_SUPERSEDED, data, "superseded")
+            await self._claims.put(call.call_id, _claim_value(call, "done"))
+            return AcceptOutcome("superseded", f"answered through {choice.api}")
         reservation = await self._admission.reserve(call.call_id, agent)
         if not reservation.admitted:
             outcome = await self._reject(call, agent, reservation, deadline)
@@ -147,19 +158,23 @@ class CallAcceptor:
         await self._claims.put(call.call_id, _claim_value(call, "done"))
         return outcome
 
+    async def _choose_api(self, call: IncomingCall, agent: AgentProfile) -> Choice:
+        """Whether this webhook's API answers the call (services/acceptor/sip_calls.py)."""
+        if self._sip_calls is None:
+            return Choice(agent.api == call.api, agent.api, agent.name)
+        return await self._sip_calls.choose(call, agent)
+
     async def _accept(
         self, call: IncomingCall, agent: AgentProfile, reservation: Reservation, deadline: float
     ) -> AcceptOutcome:
-        body = accept_body(agent)
+        api = self._apis[call.api]
         result = await self._call_control(
             "accept",
-            lambda timeout: self._openai.realtime.calls.accept(
-                call.call_id, **body, timeout=timeout
-            ),
+            lambda timeout: api.accept(call.call_id, agent, timeout),
             deadline,
         )
         if result.kind == "unknown":
-            result = await self._confirm_accept(call.call_id, deadline)
+            result = await self._confirm_accept(call, deadline)
         if result.kind == "ok":
             metrics.WEBHOOK_TO_ACCEPT_SECONDS.observe(time.time() - call.received_at.timestamp())
             # From here the call is answered: it must reach a worker, whatever fails next.
@@ -186,7 +201,9 @@ class CallAcceptor:
         """`call.accepted` and the session job; both carry msg ids, so redoing them after a
         failure (here, or on a redelivery) never doubles them."""
         await _until_written(
-            lambda: self._publish(call, EventType.CALL_ACCEPTED, {"agent": agent.name}, "accepted")
+            lambda: self._publish(
+                call, EventType.CALL_ACCEPTED, {"agent": agent.name, "api": call.api}, "accepted"
+            )
         )
         job = SessionJob(
             call_id=call.call_id,
@@ -210,12 +227,9 @@ class CallAcceptor:
         reason = reservation.reason or "rejected"
         metrics.ACCEPT_REJECTS.labels(reason).inc()
         status = self._reject_status
+        api = self._apis[call.api]
         result = await self._call_control(
-            "reject",
-            lambda timeout: self._openai.realtime.calls.reject(
-                call.call_id, status_code=status, timeout=timeout
-            ),
-            deadline,
+            "reject", lambda timeout: api.reject(call.call_id, status, timeout), deadline
         )
         if result.kind != "ok":
             # The caller hears a rejection or gives up either way; the decision stands.
@@ -260,11 +274,11 @@ class CallAcceptor:
             log.warning("%s failed (%s), retrying in %.2fs", endpoint, status, backoff)
             await asyncio.sleep(backoff)
 
-    async def _confirm_accept(self, call_id: str, deadline: float) -> _Result:
+    async def _confirm_accept(self, call: IncomingCall, deadline: float) -> _Result:
         """Ask the sideband until the accept shows (the call is ours) or time runs out."""
         assert self._probe is not None
         while time.time() < deadline + PROBE_GRACE_S:
-            if await self._probe.is_accepted(call_id, timeout=1.0):
+            if await self._probe.is_accepted(call.call_id, timeout=1.0, api=call.api):
                 return _Result("ok", "confirmed by the sideband")
             await asyncio.sleep(PROBE_PERIOD_S)
         return _Result("unknown", "accept timed out and never showed")

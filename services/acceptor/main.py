@@ -27,6 +27,7 @@ from services.acceptor.directory import AgentDirectory
 from services.acceptor.hook import AgentResolver
 from services.acceptor.probe import SidebandProbe
 from services.acceptor.reloader import AgentsReloader
+from services.acceptor.sip_calls import SipCalls
 from shared import metrics
 from shared.admission import admissions_bucket
 from shared.agents import default_agent
@@ -41,8 +42,11 @@ from shared.settings import Settings
 from shared.streams import (
     ACCEPTOR_ACK_WAIT_S,
     ACCEPTOR_CONSUMER,
+    ACCEPTOR_LIVE_CONSUMER,
     CALL_CLAIMS_BUCKET,
     INCOMING_CALL_SUBJECT,
+    LIVE_INCOMING_CALL_SUBJECT,
+    SIP_CALLS_BUCKET,
     WEBHOOKS_STREAM,
     WORKER_SLOTS_BUCKET,
     declare_topology,
@@ -104,6 +108,16 @@ class Acceptor:
             title="incoming-calls",
             description="Verified realtime.call.incoming webhooks, one per webhook-id",
         )(self.on_incoming_call)
+        self.broker.subscriber(
+            LIVE_INCOMING_CALL_SUBJECT,
+            stream=JStream(WEBHOOKS_STREAM, declare=False),
+            durable=ACCEPTOR_LIVE_CONSUMER,
+            pull_sub=PullSub(batch_size=CONCURRENT_ACCEPTS, timeout=1.0),
+            max_workers=CONCURRENT_ACCEPTS,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title="incoming-live-calls",
+            description="Verified live.transport.incoming (and live.call.incoming) webhooks",
+        )(self.on_incoming_call)
         self.http = HttpServer(ops_app(self.is_ready), host, metrics_port)
 
     async def on_incoming_call(self, call: IncomingCall, message: NatsMessage) -> None:
@@ -153,6 +167,7 @@ class Acceptor:
             reject_status=self.options.switchboard_reject_sip_status,
             request_timeout_s=self.settings.openai_timeout_s,
             probe=SidebandProbe(self.settings),
+            sip_calls=SipCalls(await js.key_value(SIP_CALLS_BUCKET)),
         )
         if self.reloader is not None:
             self.reloader.start()

@@ -18,12 +18,16 @@ class SidebandProbe:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    async def is_accepted(self, call_id: str, timeout: float) -> bool | None:
+    async def is_accepted(self, call_id: str, timeout: float, api: str = "realtime") -> bool | None:
         """True: accepted; False: not (yet) accepted or gone; None: could not tell."""
         key = self._settings.openai_api_key.get_secret_value()
+        settings = self._settings
+        url = (
+            settings.live_sideband_url(call_id) if api == "live" else settings.sideband_url(call_id)
+        )
         try:
             async with websockets.connect(
-                self._settings.sideband_url(call_id),
+                url,
                 additional_headers={"Authorization": f"Bearer {key}"},
                 open_timeout=timeout,
                 close_timeout=0.5,
