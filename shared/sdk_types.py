@@ -56,8 +56,12 @@ def _wrong_branch(item: Any) -> bool:
 
 
 def _first_error(error: ValidationError, prefix: tuple[Any, ...] = ()) -> SdkTypeError:
+    """The first problem of the union member the value meant (its `type` matched)."""
     errors = error.errors()
-    relevant = [item for item in errors if not _wrong_branch(item)] or errors
+    wrong = [item["loc"][:-1] for item in errors if _wrong_branch(item)]
+    relevant = [
+        item for item in errors if not any(item["loc"][: len(w)] == w for w in wrong)
+    ] or errors
     first = min(relevant, key=lambda item: len(item["loc"]))
     path = _path((*prefix, *first["loc"]))
     if first["type"] == "extra_forbidden":

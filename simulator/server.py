@@ -25,6 +25,7 @@ from simulator import rest
 from simulator.callers import CallerScript
 from simulator.calls import TERMINAL, SimulatedCall
 from simulator.faults import Faults
+from simulator.live.surface import LiveSurface
 from simulator.rest import error_response, not_found
 from simulator.webhooks import WebhookSender, incoming_call_event, new_webhook_id
 
@@ -67,6 +68,7 @@ class Simulator:
         self._all_done: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self._sender: WebhookSender | None = None
+        self.live = LiveSurface(self)  # GPT-Live's REST and sideband (simulator/live/)
 
     def __repr__(self) -> str:  # never shows the key or secret
         return f"<Simulator {self.base_url if self.port else 'stopped'} calls={len(self.calls)}>"
@@ -84,6 +86,7 @@ class Simulator:
         app.router.add_post("/v1/realtime/calls/{call_id}/{action}", self._rest)
         app.router.add_get("/v1/realtime", self._sideband)
         app.router.add_get("/healthz", self._healthz)
+        self.live.routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, backlog=4096)
@@ -102,6 +105,7 @@ class Simulator:
 
     async def stop(self) -> None:
         """Drop every socket, cancel every background task, close the server and client."""
+        await self.live.stop()
         for call in list(self.calls.values()):
             call.finish("ended" if call.state == "accepted" else "missed", None, abort=True)
             await call.drop_sideband()
@@ -140,9 +144,16 @@ class Simulator:
     # ----------------------------------------------------------------- placing calls
 
     async def place_call(
-        self, script: CallerScript | None = None, to: str | None = None, from_: str | None = None
+        self,
+        script: CallerScript | None = None,
+        to: str | None = None,
+        from_: str | None = None,
+        *,
+        sip_call_id: str | None = None,
+        send_webhook: bool = True,
     ) -> SimulatedCall:
-        """Ring a new call: send its signed webhook in the background, with retries."""
+        """Ring a new call: send its signed webhook in the background, with retries.
+        (`self.live.place_call` rings a GPT-Live one, optionally offered to both APIs.)"""
         if self._sender is None:
             raise RuntimeError("Simulator.start() first")
         script = script or CallerScript()
@@ -155,11 +166,11 @@ class Simulator:
         if self._all_done is not None:
             self._all_done.clear()
         call.start_ringing(self.accept_window_s)
-        body = incoming_call_event(call_id, to, from_)
+        body = incoming_call_event(call_id, to, from_, sip_call_id)
         webhook_id = new_webhook_id()
         copies = [webhook_id] * (1 + self.faults.duplicate_webhooks)
         copies += [new_webhook_id() for _ in range(self.faults.redeliver_new_id)]
-        for wid in copies:
+        for wid in copies if send_webhook else []:
             self.spawn(self._deliver(call, wid, body))
         return call
 
@@ -249,7 +260,13 @@ class Simulator:
                 )
         call = self.calls.get(call_id)
         if action == "accept":
-            return await rest.accept(call, call_id, body, self.faults)
+            if self.live.realtime_accept_refused(call_id):  # the SIP call went to GPT-Live
+                message = "The call was already accepted."
+                return error_response(409, message, "invalid_request_error", None)
+            answer = await rest.accept(call, call_id, body, self.faults)
+            if answer.status == 200:
+                self.live.realtime_accepted(call_id)
+            return answer
         if call is None or call.state in TERMINAL:
             return not_found(call_id)
         if action == "reject":

@@ -49,7 +49,7 @@ def new_webhook_id() -> str:
     return "wh_" + secrets.token_hex(16)
 
 
-def incoming_call_event(call_id: str, to: str, from_: str) -> bytes:
+def incoming_call_event(call_id: str, to: str, from_: str, sip_call_id: str | None = None) -> bytes:
     """The raw body of `realtime.call.incoming`, shaped like OpenAI's."""
     now = int(time.time())
     event: dict[str, Any] = {
@@ -62,7 +62,7 @@ def incoming_call_event(call_id: str, to: str, from_: str) -> bytes:
             "sip_headers": [
                 {"name": "From", "value": f"sip:{from_}@sip.example.com"},
                 {"name": "To", "value": f"sip:{to}@sip.example.com"},
-                {"name": "Call-ID", "value": str(uuid.uuid4())},
+                {"name": "Call-ID", "value": sip_call_id or str(uuid.uuid4())},
             ],
             "sip_media_security": "srtp",
         },
