@@ -244,6 +244,18 @@ class LiveModel:
             return
         finally:
             self._pending = None
+        # The backend goes on with the results (a new response), then the voice speaks.
+        follow_up = new_id("resp")
+        for number, inner in enumerate(
+            (
+                {"type": "response.created", "response": _snapshot(follow_up, "in_progress")},
+                {"type": "response.completed", "response": _snapshot(follow_up, "completed")},
+            )
+        ):
+            await session.emit(
+                {"type": "response.event", "delegation_id": delegation_id,
+                 "event": {**inner, "sequence_number": number}}
+            )  # fmt: skip
         await self._speak(step.reply or session.script.default_reply)
 
     async def _chatter(self, rate: float, duration_s: float) -> None:

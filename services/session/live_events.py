@@ -1,0 +1,232 @@
+"""What a GPT-Live sideband event means for the call, and what the runner's commands are
+on the wire. Pure: no sockets, no clock of its own (time comes in as an argument).
+
+- Reflected audio (both directions, ~64 KB/s of base64 each) is recognised from the raw
+  text and dropped before any JSON parsing (`is_reflected_audio`).
+- Transcripts come as deltas with no turn boundaries: `Turns` groups them, a turn ending
+  when the other side speaks, when nothing was added for `TURN_QUIET_S`, or when the
+  session closes. An agent turn that ends means its audio stopped playing.
+- A tool call arrives through the Responses delegation: `response.event` envelopes whose
+  nested `response.output_item.done` holds a `function_call` item; the nested lifecycle
+  (`response.created` … `response.completed`) is the response the runner's turn-taking
+  waits for before it sends outputs (`response.item.create`) and one `response.create`.
+- `session.closed` says the call is over, with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from services.session.sideband import (
+    AgentAudioStopped,
+    AgentTranscript,
+    CallEnded,
+    CallerSpeechStarted,
+    CallerTranscript,
+    Command,
+    Dtmf,
+    GoneCause,
+    ResponseDone,
+    ResponseStarted,
+    SessionConfigured,
+    SidebandError,
+    SidebandEvent,
+    ToolCallRequested,
+    ToolOutput,
+)
+
+TURN_QUIET_S = 0.8
+_AUDIO_MARKERS = ('"session.input_audio.append"', '"session.output_audio.delta"')
+_EDGE = 120  # an audio event's `type` sits before or after its one big field
+
+# session.closed reason → what the runner makes of it (services/session/sideband.py).
+CLOSE_CAUSES: dict[str, GoneCause] = {
+    "remote_hangup": "hangup",  # the caller hung up → caller_hangup
+    "close_requested": "hangup",  # our (or the operator's) hang-up; the runner knows which
+    "expired": "expired",  # the session's duration limit → max_duration
+    "content": "error",  # a safety filter ended it
+    "connection_lost": "error",  # the primary (phone) leg was lost
+}
+# Nested Responses events that end a delegated response, and how.
+_RESPONSE_ENDS = {
+    "response.completed": "completed",
+    "response.failed": "failed",
+    "response.incomplete": "incomplete",
+}
+
+# Event types counted by name in metrics; anything else counts as "other". Reflected audio
+# is never counted (nor parsed).
+KNOWN_TYPES = frozenset(
+    {
+        "session.started",
+        "session.updated",
+        "session.closed",
+        "session.input_transcript.delta",
+        "session.output_transcript.delta",
+        "session.delegation.created",
+        "session.instructions.appended",
+        "session.thinking.appended",
+        "session.commentary.appended",
+        "session.usage.updated",
+        "response.event",
+        "transport.dtmf.received",
+        "transport.dtmf.sent",
+        "error",
+        "info",
+    }
+)
+
+Speaker = Literal["caller", "agent"]
+
+
+def is_reflected_audio(raw: str | bytes) -> bool:
+    """Reflected audio, told from its raw text without parsing it."""
+    if isinstance(raw, bytes):
+        head, tail = raw[:_EDGE].decode("latin-1"), raw[-_EDGE:].decode("latin-1")
+    else:
+        head, tail = raw[:_EDGE], raw[-_EDGE:]
+    return any(marker in head or marker in tail for marker in _AUDIO_MARKERS)
+
+
+@dataclass
+class _Turn:
+    speaker: Speaker
+    parts: list[str] = field(default_factory=list)
+    last_at: float = 0.0
+    first_start_ms: int | None = None
+
+
+class Turns:
+    """Transcript deltas of both sides, grouped into turns."""
+
+    def __init__(self, quiet_s: float = TURN_QUIET_S) -> None:
+        self._quiet_s = quiet_s
+        self._open: _Turn | None = None
+
+    def add(self, speaker: Speaker, delta: str, start_ms: int | None, now: float) -> list[Any]:
+        """The delta's events: the other side's finished turn, and caller speech starting."""
+        events: list[Any] = []
+        if self._open is not None and self._open.speaker != speaker:
+            events += self.flush()
+        if self._open is None:
+            self._open = _Turn(speaker, first_start_ms=start_ms)
+            if speaker == "caller":
+                events.append(CallerSpeechStarted())
+        self._open.parts.append(delta)
+        self._open.last_at = now
+        return events
+
+    def deadline(self) -> float | None:
+        """When the open turn ends if nothing more is said (the caller's clock)."""
+        return None if self._open is None else self._open.last_at + self._quiet_s
+
+    def due(self, now: float) -> list[Any]:
+        deadline = self.deadline()
+        return self.flush() if deadline is not None and now >= deadline else []
+
+    def flush(self) -> list[Any]:
+        turn, self._open = self._open, None
+        if turn is None:
+            return []
+        text = " ".join("".join(turn.parts).split())
+        item_id = f"turn_{turn.first_start_ms}" if turn.first_start_ms is not None else None
+        if turn.speaker == "caller":
+            return [CallerTranscript(text, item_id)] if text else []
+        return ([AgentTranscript(text, item_id)] if text else []) + [AgentAudioStopped()]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _error(value: Any) -> dict[str, Any] | None:
+    """OpenAI's error object, kept to its documented fields (no free-form payload)."""
+    if not isinstance(value, dict):
+        return None
+    kept = {k: value.get(k) for k in ("type", "code", "message", "param") if k in value}
+    return {k: (str(v)[:500] if v is not None else None) for k, v in kept.items()}
+
+
+def translate(event: dict[str, Any], turns: Turns, now: float) -> list[SidebandEvent]:
+    """What one Live server event means for the call (often nothing)."""
+    kind = event.get("type")
+    if kind in ("session.input_transcript.delta", "session.output_transcript.delta"):
+        delta = event.get("delta")
+        if not isinstance(delta, str) or not delta:
+            return []
+        speaker: Speaker = "caller" if kind == "session.input_transcript.delta" else "agent"
+        return turns.add(speaker, delta, _int(event.get("start_ms")), now)
+    if kind == "response.event":
+        return _delegated(event.get("event"))
+    if kind == "transport.dtmf.received":
+        digit = str(event.get("event", ""))[:8]
+        return [Dtmf(digit)] if digit else []
+    if kind in ("session.started", "session.updated"):
+        session = event.get("session")
+        return [SessionConfigured(session if isinstance(session, dict) else {})]
+    if kind == "session.closed":
+        cause = CLOSE_CAUSES.get(str(event.get("reason")), "unknown")
+        return [*turns.flush(), CallEnded(cause)]
+    if kind == "error":
+        error = event.get("error") or {}
+        return [SidebandError(str(error.get("code") or ""), str(error.get("message") or ""))]
+    return []
+
+
+def _delegated(inner: Any) -> list[SidebandEvent]:
+    """A nested Responses event of the delegation backend."""
+    if not isinstance(inner, dict):
+        return []
+    kind = inner.get("type")
+    if kind == "response.created":
+        return [ResponseStarted()]
+    if kind in _RESPONSE_ENDS:
+        response = inner.get("response") if isinstance(inner.get("response"), dict) else {}
+        details = response.get("incomplete_details") or {}
+        return [
+            ResponseDone(
+                status=_RESPONSE_ENDS[kind],  # type: ignore[arg-type]
+                reason=str(details["reason"]) if details.get("reason") else None,
+                error=_error(response.get("error")),
+            )
+        ]
+    if kind == "response.output_item.done":
+        item = inner.get("item")
+        if isinstance(item, dict) and item.get("type") == "function_call":
+            return [
+                ToolCallRequested(
+                    tool_call_id=str(item.get("call_id") or ""),
+                    name=str(item.get("name") or ""),
+                    arguments=str(item.get("arguments") or "{}"),
+                )
+            ]
+    return []
+
+
+def client_event(command: Command) -> dict[str, Any]:
+    """The Live client event for a runner command.
+
+    Speech is steered with `session.instructions.append` (Live's `response.create` only
+    drives the delegation backend); a tool's output is a Responses input item; `continue`
+    (after the outputs) is `response.create`.
+    """
+    if isinstance(command, ToolOutput):
+        item = {"type": "function_call_output", "call_id": command.tool_call_id}
+        return {"type": "response.item.create", "item": {**item, "output": command.output}}
+    if command.instructions is None:
+        return {"type": "response.create"}
+    return {
+        "type": "session.instructions.append",
+        "content": command.instructions,
+        "delegation_id": None,  # required, and null with Responses delegation
+    }
+
+
+def parse(raw: str | bytes) -> dict[str, Any] | None:
+    try:
+        event = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return event if isinstance(event, dict) else None
