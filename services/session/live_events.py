@@ -4,8 +4,9 @@ on the wire. Pure: no sockets, no clock of its own (time comes in as an argument
 - Reflected audio (both directions, ~64 KB/s of base64 each) is recognised from the raw
   text and dropped before any JSON parsing (`is_reflected_audio`).
 - Transcripts come as deltas with no turn boundaries: `Turns` groups them, a turn ending
-  when the other side speaks, when nothing was added for `TURN_QUIET_S`, or when the
-  session closes. An agent turn that ends means its audio stopped playing.
+  when the other side speaks, when nothing was added for `TURN_QUIET_S`, when the model
+  delegates a task, or when the session closes. An agent turn that ends means its audio
+  stopped playing.
 - A tool call arrives through the Responses delegation: `response.event` envelopes whose
   nested `response.output_item.done` holds a `function_call` item; the nested lifecycle
   (`response.created` … `response.completed`) is the response the runner's turn-taking
@@ -158,6 +159,8 @@ def translate(event: dict[str, Any], turns: Turns, now: float) -> list[SidebandE
             return []
         speaker: Speaker = "caller" if kind == "session.input_transcript.delta" else "agent"
         return turns.add(speaker, delta, _int(event.get("start_ms")), now)
+    if kind == "session.delegation.created":
+        return turns.flush()  # the model handed work off: what it said so far is a turn
     if kind == "response.event":
         return _delegated(event.get("event"))
     if kind == "transport.dtmf.received":
