@@ -32,12 +32,15 @@ from shared.events import (
 )
 from shared.streams import (
     ACCEPTOR_CONSUMER,
+    ACCEPTOR_LIVE_CONSUMER,
     CALL_CLAIMS_BUCKET,
     CALL_LEASES_BUCKET,
     INCOMING_CALL_SUBJECT,
+    LIVE_INCOMING_CALL_SUBJECT,
     SESSION_CONSUMER,
     SESSION_JOB_SUBJECT,
     SESSIONS_STREAM,
+    SIP_CALLS_BUCKET,
     TOOL_RUNS_BUCKET,
     WEBHOOKS_STREAM,
     WORKER_SLOTS_BUCKET,
@@ -47,14 +50,16 @@ from shared.tools import TOOL_SUBJECT_PREFIX, ToolReply, ToolRequest
 DESCRIPTION = f"""\
 Every NATS subject Switchboard publishes or answers. JSON payloads throughout.
 
-JetStream streams: `{WEBHOOKS_STREAM}` (work queue, `webhooks.>`, consumer `{ACCEPTOR_CONSUMER}`),
+JetStream streams: `{WEBHOOKS_STREAM}` (work queue, `webhooks.>`, consumers `{ACCEPTOR_CONSUMER}`
+for Realtime's and `{ACCEPTOR_LIVE_CONSUMER}` for GPT-Live's incoming calls),
 `{SESSIONS_STREAM}` (work queue, `{SESSION_JOB_SUBJECT}`, consumer `{SESSION_CONSUMER}`),
 `{CALL_EVENTS_STREAM}` (limits, stores `{CALL_JOURNAL_SUBJECT}.>` for 7 days and republishes
 each stored event once to `{CALL_EVENTS_SUBJECT}.<call_id>`).
 KV buckets: `{CALL_CLAIMS_BUCKET}` (call id -> the acceptor's claim: one accept per call),
 `{CALL_LEASES_BUCKET}` (call id -> owning session worker, TTL'd lease),
 `{WORKER_SLOTS_BUCKET}` (worker id -> free slots, TTL'd, for admission control),
-`{TOOL_RUNS_BUCKET}` (call and tool call id -> run record: one run per tool call).
+`{TOOL_RUNS_BUCKET}` (call and tool call id -> run record: one run per tool call),
+`{SIP_CALLS_BUCKET}` (hashed SIP Call-ID -> the API that answers a call offered to both).
 
 Request/reply subjects (`tools.<name>`, `agents.resolve`, `calls.control.<call_id>`) are
 core NATS requests: the reply goes to the requester's inbox; its payload is documented as
@@ -83,6 +88,21 @@ def build_broker() -> NatsBroker:
     )  # fmt: skip
     async def incoming_call(call: IncomingCall) -> None: ...
 
+    broker.publisher(
+        LIVE_INCOMING_CALL_SUBJECT, stream=webhooks, schema=IncomingCall,
+        title="ingress:incoming-live-call",
+        description="One per verified live.transport.incoming (or deprecated "
+        "live.call.incoming) webhook; `call_id` is the live_... session id, `api` is live.",
+    )  # fmt: skip
+
+    @broker.subscriber(
+        LIVE_INCOMING_CALL_SUBJECT, stream=webhooks, durable=ACCEPTOR_LIVE_CONSUMER,
+        pull_sub=PullSub(), title="acceptor:incoming-live-call",
+        description="As for Realtime; a SIP call offered through both APIs is accepted once, "
+        "through its agent's API, and the other webhook recorded as call.superseded.",
+    )  # fmt: skip
+    async def incoming_live_call(call: IncomingCall) -> None: ...
+
     # acceptor -> session workers
     broker.publisher(
         SESSION_JOB_SUBJECT, stream=sessions, schema=SessionJob, title="acceptor:session-job",
@@ -110,7 +130,8 @@ def build_broker() -> NatsBroker:
         title="calls:events",
         description="Per-call lifecycle and transcript events; `seq` counts from 1 per call "
         "without gaps or repeats, whichever process publishes. Types: call.received, "
-        "call.accepted, call.rejected, call.missed, call.failed, session.attached, "
+        "call.accepted, call.rejected, call.missed, call.failed, call.superseded, "
+        "session.attached, "
         "session.detached, transcript.caller, transcript.agent, dtmf, tool.called, "
         "tool.completed, call.transferred, transfer.failed, call.ended, call.report. "
         "call.ended reasons: "
