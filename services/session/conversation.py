@@ -240,14 +240,14 @@ class Conversation:
         elif isinstance(event, SidebandError):
             log.warning("sideband error %s: %s", event.code[:64], event.message[:200])
         elif isinstance(event, CallEnded):
-            return self._gone_reason(event.cause)
+            return await self._call_left(event.cause)
         return None
 
-    async def _call_left(self) -> EndReason:
+    async def _call_left(self, cause: str = "unknown") -> EndReason:
         if self.actions.call_left():  # our REFER worked: the call left us
             await self.actions.transferred()
             return EndReason.TRANSFERRED
-        return self._gone_reason("unknown")
+        return self._gone_reason(cause)
 
     def _gone_reason(self, cause: str) -> EndReason:
         if self._ended is not None:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from shared.events import CallEvent, EventType
+from shared.live_agent import Api
 
 
 class TranscriptLine(BaseModel):
@@ -37,6 +38,7 @@ class CallReport(BaseModel):
     tools: list[ToolSummary]
     end_reason: str
     attempts: int
+    api: Api = "realtime"  # the API the call came through (from its first event)
 
     def data(self) -> dict[str, Any]:
         """As published: a transcript line says `failed` (and OpenAI's error) only when so."""
@@ -51,6 +53,7 @@ def build_report(events: list[CallEvent], end_reason: str) -> CallReport:
     transcript: list[TranscriptLine] = []
     tools: list[ToolSummary] = []
     attempts = 0
+    api: Api = "realtime"  # the first event says which API the call came through
     started = next((e.ts for e in events if e.type == EventType.CALL_ACCEPTED), None)
     if started is None and events:
         started = events[0].ts
@@ -78,6 +81,8 @@ def build_report(events: list[CallEvent], end_reason: str) -> CallReport:
             )
         elif event.type == EventType.SESSION_ATTACHED:
             attempts = max(attempts, int(event.data.get("attempt", 1)))
+        elif event.type in (EventType.CALL_RECEIVED, EventType.CALL_ACCEPTED):
+            api = "live" if event.data.get("api") == "live" else api
     duration = (ended - started).total_seconds() if started and ended else 0.0
     return CallReport(
         duration_s=round(duration, 3),
@@ -86,4 +91,5 @@ def build_report(events: list[CallEvent], end_reason: str) -> CallReport:
         tools=tools,
         end_reason=end_reason,
         attempts=attempts,
+        api=api,
     )

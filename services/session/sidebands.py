@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import openai
 
+from services.session.live import LiveSideband
 from services.session.realtime import RealtimeSideband
 from services.session.sideband import Sideband
 from shared.calls import SessionJob
@@ -11,5 +12,7 @@ from shared.settings import Settings
 
 
 def open_sideband(job: SessionJob, settings: Settings, client: openai.AsyncOpenAI) -> Sideband:
-    """The adapter for the API the call was accepted through (only Realtime so far)."""
+    """The adapter for the API the call was accepted through (its agent's)."""
+    if job.agent.api == "live":
+        return LiveSideband(job.call_id, settings, client)
     return RealtimeSideband(job.call_id, settings, client)
