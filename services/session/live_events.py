@@ -4,9 +4,9 @@ on the wire. Pure: no sockets, no clock of its own (time comes in as an argument
 - Reflected audio (both directions, ~64 KB/s of base64 each) is recognised from the raw
   text and dropped before any JSON parsing (`is_reflected_audio`).
 - Transcripts come as deltas with no turn boundaries: `Turns` groups them, a turn ending
-  when the other side speaks, when nothing was added for `TURN_QUIET_S`, when the model
-  delegates a task, or when the session closes. An agent turn that ends means its audio
-  stopped playing.
+  when the other side speaks or presses a key, when nothing was added for `TURN_QUIET_S`,
+  when the model delegates a task, or when the session closes. An agent turn that ends
+  means its audio stopped playing.
 - A tool call arrives through the Responses delegation: `response.event` envelopes whose
   nested `response.output_item.done` holds a `function_call` item; the nested lifecycle
   (`response.created` … `response.completed`) is the response the runner's turn-taking
@@ -163,9 +163,9 @@ def translate(event: dict[str, Any], turns: Turns, now: float) -> list[SidebandE
         return turns.flush()  # the model handed work off: what it said so far is a turn
     if kind == "response.event":
         return _delegated(event.get("event"))
-    if kind == "transport.dtmf.received":
+    if kind == "transport.dtmf.received":  # the caller acted: the open turn is over
         digit = str(event.get("event", ""))[:8]
-        return [Dtmf(digit)] if digit else []
+        return [*turns.flush(), Dtmf(digit)] if digit else []
     if kind in ("session.started", "session.updated"):
         session = event.get("session")
         return [SessionConfigured(session if isinstance(session, dict) else {})]
