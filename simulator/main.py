@@ -12,23 +12,27 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 from shared.settings import Settings
 from simulator.callers import SCRIPTS_DIR, CallerScript, ScriptError
 from simulator.calls import SimulatedCall
+from simulator.live import LiveSession
 from simulator.server import Simulator
 
 log = logging.getLogger("simulator")
 
 
-async def _report(call: SimulatedCall) -> None:
+async def _report(call: SimulatedCall | LiveSession) -> None:
     """Log one call's outcome once it is over."""
-    await call.wait_until(lambda c: c.state in ("rejected", "missed", "ended"), timeout=None)
+    over = ("rejected", "missed", "ended", "superseded")
+    await call.wait_until(lambda c: c.state in over, timeout=None)  # type: ignore[arg-type]
+    reason = call.close_reason if isinstance(call, LiveSession) else call.end_reason
     log.info(
         "call %s %s (reason=%s, accepts=%d, sidebands=%d, agent said %d lines)",
         call.call_id,
         call.state,
-        call.end_reason or call.reject_status,
+        reason or call.reject_status,
         call.accept_count,
         call.attach_count,
         len(call.agent_transcripts),
@@ -58,7 +62,14 @@ async def run(args: argparse.Namespace, script: CallerScript) -> int:
             )
 
             async def place() -> None:
-                for call in await sim.place_calls(script, args.calls, args.rate, to=args.to):
+                live_to = getattr(args, "live_to", None)
+                for index in range(args.calls):
+                    if index:
+                        await asyncio.sleep(1 / args.rate if args.rate > 0 else 0)  # pacing
+                    if live_to and index % 2:  # GPT-Live and Realtime calls side by side
+                        call: Any = await sim.live.place_call(script, to=live_to)
+                    else:
+                        call = await sim.place_call(script, to=args.to)
                     task = asyncio.create_task(_report(call))
                     reports.add(task)
                     task.add_done_callback(reports.discard)

@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.add_argument("--rate", type=float, default=1.0, help="calls per second")
     simulator.add_argument("--script", default=None, help="caller script (YAML or JSON)")
     simulator.add_argument("--to", default="+18005551212", help="number dialled")
+    simulator.add_argument(
+        "--live-to",
+        default=None,
+        help="also place GPT-Live calls (every other one) to this number",
+    )
 
     dev = commands.add_parser(
         "dev", help="embedded NATS, all services and the simulator, with live transcripts"

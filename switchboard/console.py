@@ -11,7 +11,7 @@ _WIDTH = 12
 
 
 def short_call_id(call_id: str) -> str:
-    return call_id.removeprefix("rtc_")[:8]
+    return call_id.removeprefix("rtc_").removeprefix("live_")[:8]
 
 
 def format_event(event: CallEvent) -> str | None:
@@ -22,7 +22,8 @@ def format_event(event: CallEvent) -> str | None:
         headers = {h["name"].lower(): h["value"] for h in data.get("sip_headers", [])}
         text = f"from {_user(headers.get('from'))} to {_user(headers.get('to'))}"
     elif kind == EventType.CALL_ACCEPTED:
-        text = f"agent {data.get('agent', '?')}"
+        api = data.get("api")
+        text = f"agent {data.get('agent', '?')}" + (" (GPT-Live)" if api == "live" else "")
     elif kind == EventType.CALL_REJECTED:
         text = f"{data.get('reason', '?')} (SIP {data.get('status_code', '?')})"
     elif kind in (EventType.CALL_MISSED, EventType.CALL_FAILED):

@@ -33,6 +33,7 @@ _PR_SET_PDEATHSIG = 1
 # In a checkout, the demo uses the example agents (the salon) and its tool service.
 _EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SALON_NUMBER = "+61468002102"
+REMINDERS_NUMBER = "+61468002103"  # the example GPT-Live agent
 
 
 def _die_with_parent() -> None:
@@ -138,7 +139,9 @@ class DevStack:
             "--rate", "1",
         ]  # fmt: skip
         if self.with_examples:
-            argv += ["--to", SALON_NUMBER]  # the salon agent, whose tools the demo uses
+            # The salon agent (Realtime) and the reminders agent (GPT-Live) side by side,
+            # both with the salon tools the demo uses.
+            argv += ["--to", SALON_NUMBER, "--live-to", REMINDERS_NUMBER]
         if self.args.script:
             argv += ["--script", self.args.script]
         self.spawn("simulator", *argv)

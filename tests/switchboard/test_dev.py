@@ -32,6 +32,8 @@ def test_dev_runs_two_demo_calls_and_exits_cleanly(tmp_path: Path) -> None:
     assert result.stdout.count(" ended ") == 2
     assert "caller_hangup" in result.stdout
     assert "/console  viewer token: view-" in result.stdout
+    # The salon's Realtime call and the reminders' GPT-Live call, side by side.
+    assert "agent salon" in result.stdout and "agent reminders (GPT-Live)" in result.stdout
     # Every child was stopped: nothing of ours still runs against that store.
     leftovers = subprocess.run(
         ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True
