@@ -2,8 +2,13 @@
 5 sideband events per second per call. Measures the worker's RSS per call, its CPU, and
 the event → durable-in-JetStream latency (`switchboard_event_publish_seconds`).
 
-    .venv/bin/python -m bench.session_density            # 2,000 calls
+GPT-Live calls (`--api live`) carry reflected audio besides: both directions at the real
+rate (24 kHz PCM16, ~64 KB/s of base64 each way, in 100 ms frames), which the worker must
+drop unparsed. `--api both` measures Realtime and GPT-Live in the same run, side by side.
+
+    .venv/bin/python -m bench.session_density            # 2,000 Realtime calls
     .venv/bin/python -m bench.session_density --quick    # 100 calls, a short window
+    .venv/bin/python -m bench.session_density --api both --calls 500
 """
 
 from __future__ import annotations
@@ -18,6 +23,15 @@ from bench.session_stack import Bench, histogram_quantile
 from simulator import CallerScript
 
 RATE = 5.0  # sideband events per second per call
+LIVE_NUMBER = "+15550005000"
+LIVE_AGENTS = f"""agents:
+  - name: live-density
+    api: live
+    numbers: ["{LIVE_NUMBER}"]
+    voice: marin
+    instructions: "You answer briefly."
+    greeting: "Hello."
+"""
 
 
 def chatty_caller(duration_s: float) -> CallerScript:
@@ -31,7 +45,7 @@ def chatty_caller(duration_s: float) -> CallerScript:
     )
 
 
-async def run(calls: int, ramp_rate: float, window_s: float) -> dict:
+async def run(calls: int, ramp_rate: float, window_s: float, api: str = "realtime") -> dict:
     # The simulator stands in for OpenAI, whose sideband does not stall and then burst. Here
     # it shares a heap with the ingress, the acceptor and every event seen, and a full
     # collection of that heap (0.5 s at 2,000 calls) held its events back and sent them to
@@ -39,20 +53,35 @@ async def run(calls: int, ramp_rate: float, window_s: float) -> dict:
     # generator runs without the cyclic garbage collector; the worker keeps its own.
     gc.disable()
     try:
-        return await _run(calls, ramp_rate, window_s)
+        return await _run(calls, ramp_rate, window_s, api)
     finally:
         gc.enable()
 
 
-async def _run(calls: int, ramp_rate: float, window_s: float) -> dict:
-    async with Bench() as bench:
+async def _place(bench: Bench, script: CallerScript, calls: int, rate: float, api: str) -> list:
+    simulator = bench.stack.simulator  # type: ignore[union-attr]
+    assert simulator is not None
+    if api == "realtime":
+        return await simulator.place_calls(script, calls, rate)
+    loop = asyncio.get_running_loop()
+    start, placed = loop.time(), []
+    for index in range(calls):
+        delay = start + index / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        placed.append(await simulator.live.place_call(script, to=LIVE_NUMBER))
+    return placed
+
+
+async def _run(calls: int, ramp_rate: float, window_s: float, api: str) -> dict:
+    async with Bench(LIVE_AGENTS if api == "live" else None) as bench:
         assert bench.stack is not None and bench.stack.simulator is not None
         # Admission counts a fresh call twice for a few seconds: give it headroom.
         worker = await bench.add_worker("dense", capacity=2 * calls + int(ramp_rate * 5))
         idle_rss = worker.rss_kib()
         script = chatty_caller(calls / ramp_rate + window_s + 60)
         started = time.monotonic()
-        placed = await bench.stack.simulator.place_calls(script, calls, ramp_rate)
+        placed = await _place(bench, script, calls, ramp_rate, api)
         ids = [c.call_id for c in placed]
 
         def attached() -> int:
@@ -82,6 +111,7 @@ async def _run(calls: int, ramp_rate: float, window_s: float) -> dict:
         for call in placed:
             await call.hang_up()
         return {
+            "api": api,
             "calls": calls,
             "live_at_end_of_window": live,
             "ramp_s": round(ramp_s, 1),
@@ -103,12 +133,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=None)
     parser.add_argument("--ramp-rate", type=float, default=50.0, help="new calls per second")
     parser.add_argument("--window", type=float, default=None, help="measurement seconds")
+    parser.add_argument("--api", choices=("realtime", "live", "both"), default="realtime")
     args = parser.parse_args()
     calls = args.calls or (100 if args.quick else 2000)
     window = args.window or (10.0 if args.quick else 30.0)
-    result = asyncio.run(run(calls, args.ramp_rate, window))
-    print(table([result]))
-    print("saved", save("session_density", {"quick": args.quick, "results": [result]}))
+    apis = ("realtime", "live") if args.api == "both" else (args.api,)
+    results = [asyncio.run(run(calls, args.ramp_rate, window, api)) for api in apis]
+    print(table(results))
+    print("saved", save("session_density", {"quick": args.quick, "results": results}))
 
 
 if __name__ == "__main__":

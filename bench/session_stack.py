@@ -129,8 +129,9 @@ class Arrivals:
 class Bench:
     """nats-server + in-process stack + worker processes, torn down on exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, agents_yaml: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+        self.agents_yaml = agents_yaml
         self.server = NatsServer(self.dir / "nats")
         self.stack: Stack | None = None
         self.workers: list[WorkerProcess] = []
@@ -139,7 +140,12 @@ class Bench:
 
     async def __aenter__(self) -> Bench:
         self.server.start()
-        self.stack = await Stack(self.server.url, workers=0).start()
+        overrides = {}
+        if self.agents_yaml is not None:
+            agents = self.dir / "agents.yaml"
+            agents.write_text(self.agents_yaml)
+            overrides["switchboard_agents_file"] = agents
+        self.stack = await Stack(self.server.url, workers=0, settings_overrides=overrides).start()
         self._nc = await self.arrivals.start(self.server.url)
         return self
 
