@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from faststream.nats import NatsBroker
 
 from examples.salon_tools import salon_service
 from shared.nats_server import NatsServer
-from simulator import CallerScript
+from simulator import CallerScript, Faults
 from tests.stack import Stack
 
 LIVE_NUMBER = "+61468002103"
@@ -142,3 +143,55 @@ async def test_one_sip_call_through_both_apis_is_answered_once(
     assert [e.data["reason"] for e in stack.events.of_type(answering, "call.ended")] == [
         "caller_hangup"
     ]
+
+
+async def test_the_operator_says_hangs_up_and_transfers_live_calls(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    agents = tmp_path / "agents.yaml"
+    agents.write_text(AGENTS)
+    token = "ctl-" + "s" * 32
+    auth = {"Authorization": f"Bearer {token}"}
+    stack = await Stack(
+        nats_server.url,
+        faults=Faults(refer_outcome="transfer"),
+        settings_overrides={"switchboard_agents_file": agents, "switchboard_control_token": token},
+    ).start()
+    try:
+        assert stack.simulator is not None and stack.ingress is not None
+        stay_on = CallerScript.model_validate(
+            {"agent_speech_s": 0.01, "steps": [{"say": "Hello?", "reply": "Hi there."}]}
+        )
+        first = await stack.simulator.live.place_call(stay_on, to=LIVE_NUMBER)
+        second = await stack.simulator.live.place_call(stay_on, to=LIVE_NUMBER)
+        for session in (first, second):
+            await stack.events.wait_for(session.session_id, "transcript.caller", timeout=20)
+        base = f"http://127.0.0.1:{stack.ingress.http.port}"
+        async with httpx.AsyncClient(base_url=base, timeout=15) as http:
+            said = await http.post(
+                f"/calls/{first.session_id}/say", headers=auth,
+                json={"instructions": "Say: Your booking is confirmed."},
+            )  # fmt: skip
+            assert said.status_code == 200
+            await first.wait_until(
+                lambda s: "Your booking is confirmed." in s.agent_transcripts, 15
+            )
+            hung_up = await http.post(f"/calls/{first.session_id}/hangup", headers=auth)
+            assert hung_up.json()["status"] == "ended"
+            moved = await http.post(
+                f"/calls/{second.session_id}/transfer", headers=auth,
+                json={"target": "tel:+61290000000"},
+            )  # fmt: skip
+            assert moved.status_code == 200
+            for session in (first, second):
+                await stack.events.wait_for(session.session_id, "call.report", timeout=20)
+    finally:
+        await stack.stop()
+    said_events = [e for e in first.client_events if e["type"] == "session.instructions.append"]
+    assert said_events[-1]["content"] == "Say: Your booking is confirmed."
+    assert first.close_reason == "close_requested"
+    ended = stack.events.of_type(first.session_id, "call.ended")
+    assert [e.data["reason"] for e in ended] == ["operator_hangup"]
+    assert second.refer_targets == ["tel:+61290000000"]
+    moved_ended = stack.events.of_type(second.session_id, "call.ended")
+    assert [e.data["reason"] for e in moved_ended] == ["transferred"]
