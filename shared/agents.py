@@ -27,6 +27,7 @@ from pydantic import (
 
 from shared.live_agent import (
     LIVE_DEFAULT_MODEL,
+    LIVE_VOICES,
     Api,
     LiveDelegation,
     check_live_values,
@@ -227,4 +228,18 @@ def default_agent(settings: Settings) -> AgentProfile:
         greeting=settings.switchboard_greeting,
         transcription={"model": settings.openai_transcription_model},
         tools=[BuiltinTool(builtin="end_call")],
+    )
+
+
+def live_default_agent(default: AgentProfile) -> AgentProfile:
+    """The default agent for a call that came through GPT-Live: the environment's agent is
+    a Realtime one (`OPENAI_MODEL`), which Live cannot run. Same instructions, greeting and
+    limits on `gpt-live-1`; no tools, as no delegation backend is configured for it."""
+    return AgentProfile(
+        name=default.name,
+        api="live",
+        voice=default.voice if default.voice in LIVE_VOICES else "marin",
+        instructions=default.instructions,
+        greeting=default.greeting,
+        limits=default.limits,
     )

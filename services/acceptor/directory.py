@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.acceptor.numbers import dialled_number
-from shared.agents import AgentProfile
+from shared.agents import AgentProfile, live_default_agent
 
 # What a hook reply may override on the profile it picked; the name (which the per-agent
 # call limit counts by) and the numbers stay the file's.
@@ -40,6 +40,8 @@ class AgentDirectory:
     default: AgentProfile
     by_number: Mapping[str, AgentProfile] = field(default_factory=dict)
     by_name: Mapping[str, AgentProfile] = field(default_factory=dict)
+    # The default agent for calls that came through GPT-Live (the environment's is Realtime).
+    live_default: AgentProfile | None = None
 
     @classmethod
     def build(cls, default: AgentProfile, profiles: Iterable[AgentProfile]) -> AgentDirectory:
@@ -48,14 +50,17 @@ class AgentDirectory:
             default=default,
             by_number={number: p for p in profiles for number in p.numbers},
             by_name={default.name: default, **{p.name: p for p in profiles}},
+            live_default=live_default_agent(default),
         )
 
-    def for_to_header(self, to_header: str | None) -> AgentProfile:
-        """The profile of the number dialled (the `To` header's user part), else the default."""
+    def for_to_header(self, to_header: str | None, api: str = "realtime") -> AgentProfile:
+        """The profile of the number dialled (the `To` header's user part), else the default
+        agent, on the API the call came through."""
         number = dialled_number(to_header)
+        default = self.live_default if api == "live" and self.live_default else self.default
         if number is None:
-            return self.default
-        return self.by_number.get(number, self.default)
+            return default
+        return self.by_number.get(number, default)
 
     def named(self, name: str) -> AgentProfile | None:
         return self.by_name.get(name)

@@ -106,7 +106,7 @@ class AgentResolver:
 
     async def __call__(self, call: IncomingCall) -> AgentProfile:
         directory = self.directory
-        static = directory.for_to_header(call.header("To"))
+        static = directory.for_to_header(call.header("To"), call.api)
         if self._nc is None or self._timeout <= 0:
             return static
         payload = resolve_request(call, static).model_dump_json(by_alias=True).encode()

@@ -182,3 +182,36 @@ async def test_one_sip_call_two_webhooks_one_accept_through_the_agents_api(
     )
     job = await jobs.one()
     assert job.call_id == answering and job.agent.api == agent_api
+
+
+async def test_a_live_call_to_no_agents_number_gets_the_default_agent_on_live(rig: Rig) -> None:
+    await rig.workers(5)
+    jobs = await Jobs().start(rig)
+    session = await rig.simulator.live.place_call(CallerScript(), send_webhooks=False)
+    await publish(rig, webhook("live", session.session_id, "+19999999999", "sip-9"))
+
+    assert await decided(rig, session.session_id, ("call.accepted",)) == "call.accepted"
+    job = await jobs.one()
+    assert (job.agent.name, job.agent.api, job.agent.model) == ("default", "live", "gpt-live-1")
+    assert session.config["model"] == "gpt-live-1" and "delegation" not in session.config
+
+
+async def test_both_webhooks_to_no_agents_number_are_answered_once(rig: Rig) -> None:
+    """The default agent follows each webhook's API; the first decided wins the SIP call."""
+    await rig.workers(5)
+    session = await rig.simulator.live.place_call(
+        CallerScript(), to="+19999999999", also_realtime=True, send_webhooks=False
+    )
+    assert session.partner is not None
+    realtime = rig.simulator.calls[session.partner]
+    hooks = [
+        webhook("live", session.session_id, "+19999999999", session.sip_call_id),
+        webhook("realtime", realtime.call_id, "+19999999999", session.sip_call_id),
+    ]
+    await asyncio.gather(*(publish(rig, hook) for hook in hooks))
+    outcomes = {
+        hook.call_id: await decided(rig, hook.call_id, ("call.accepted", "call.superseded"))
+        for hook in hooks
+    }
+    assert sorted(outcomes.values()) == ["call.accepted", "call.superseded"]
+    assert session.accept_attempts + realtime.accept_attempts == 1
