@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.session.live_events import (
     KNOWN_TYPES,
+    Seen,
     Turns,
     client_event,
     is_reflected_audio,
@@ -62,6 +63,7 @@ class LiveSideband:
         self._client = client
         self._ws: ClientConnection | None = None
         self._turns = Turns()
+        self._seen = Seen()  # survives re-attach: a replayed event is not acted on twice
 
     async def attach(self) -> None:
         key = self._settings.openai_api_key.get_secret_value()
@@ -106,7 +108,7 @@ class LiveSideband:
                 if is_reflected_audio(raw):
                     continue  # never parsed, counted or kept
                 event = parse(raw)
-                if event is None:
+                if event is None or not self._seen.first_time(event):
                     continue
                 kind = str(event.get("type"))
                 metrics.SIDEBAND_EVENTS.labels(kind if kind in KNOWN_TYPES else "other").inc()

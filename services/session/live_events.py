@@ -17,6 +17,7 @@ on the wire. Pure: no sockets, no clock of its own (time comes in as an argument
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -136,6 +137,29 @@ class Turns:
         if turn.speaker == "caller":
             return [CallerTranscript(text, item_id)] if text else []
         return ([AgentTranscript(text, item_id)] if text else []) + [AgentAudioStopped()]
+
+
+class Seen:
+    """The latest server event ids: an attach that replays a few earlier events (the SDK
+    README speaks of "an attachment's short replay"; whether OpenAI does is unverified)
+    must not make one transcript, key press or tool call count twice."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._size = size
+
+    def first_time(self, event: dict[str, Any]) -> bool:
+        event_id = event.get("event_id")
+        if not isinstance(event_id, str):
+            return True
+        if event_id in self._ids:
+            return False
+        self._ids.add(event_id)
+        self._order.append(event_id)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+        return True
 
 
 def _int(value: Any) -> int | None:

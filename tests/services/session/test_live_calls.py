@@ -157,3 +157,30 @@ async def test_a_tool_call_left_by_a_killed_worker_is_answered_once_by_the_next_
     assert greetings(session) == 1
     assert [e["reason"] for e in events_of(bench, sid, "call.ended")] == ["caller_hangup"]
     assert_seq_continuous(bench.events.by_call[sid])
+
+
+async def test_a_dropped_sideband_is_reattached_and_a_replay_counts_once(
+    bench: LiveBench,
+) -> None:
+    """The socket drops mid-call (no close frame); the call lives, the owner re-attaches,
+    does not greet again, and an attach that replays the latest events (if OpenAI does)
+    publishes nothing twice."""
+    bench.simulator.live.rules.replay_events = 20
+    bench.simulator.live.rules.session_started = "every_attach"
+    session = await bench.live_call(
+        script({"say": "Hello?", "reply": "Hi there."}, {"dtmf": "7"}), live_agent()
+    )
+    sid = session.session_id
+    await bench.events.wait_for(sid, "dtmf", timeout=20)
+    await session.drop_sideband()
+    await bench.events.wait_for(sid, "session.attached", count=2, timeout=20)
+    await session.hang_up()
+    await bench.events.wait_for(sid, "call.report", timeout=20)
+
+    attached = events_of(bench, sid, "session.attached")
+    assert [(a["attempt"], a["reconnects"]) for a in attached] == [(1, 0), (1, 1)]
+    assert greetings(session) == 1
+    assert [e["text"] for e in events_of(bench, sid, "transcript.caller")] == ["Hello?"]
+    assert [e["digit"] for e in events_of(bench, sid, "dtmf")] == ["7"]
+    assert [e["reason"] for e in events_of(bench, sid, "call.ended")] == ["caller_hangup"]
+    assert_seq_continuous(bench.events.by_call[sid])

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from services.session.live_events import (
+    Seen,
     Turns,
     client_event,
     is_reflected_audio,
@@ -126,3 +127,12 @@ def test_commands_are_live_client_events_of_the_sdks_types(command) -> None:
     if isinstance(command, Speak) and command.instructions is not None:
         assert event == {"type": "session.instructions.append",
                          "content": command.instructions, "delegation_id": None}  # fmt: skip
+
+
+def test_a_replayed_event_is_seen_once() -> None:
+    seen = Seen(size=2)
+    first, second, third = ({"type": "x", "event_id": f"e{i}"} for i in range(3))
+    assert seen.first_time(first) and seen.first_time(second)
+    assert not seen.first_time(first)
+    assert seen.first_time(third) and seen.first_time(first)  # bounded: e0 was forgotten
+    assert seen.first_time({"type": "session.input_audio.append"})  # no id: always new
