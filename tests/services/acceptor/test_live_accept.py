@@ -15,13 +15,14 @@ from nats.js.api import Header
 
 from services.acceptor.live_accept import live_session
 from shared.calls import IncomingCall, SessionJob, SipHeader
+from shared.nats_server import NatsServer
 from shared.streams import (
     INCOMING_CALL_SUBJECT,
     LIVE_INCOMING_CALL_SUBJECT,
     SESSION_JOB_SUBJECT,
     WEBHOOKS_STREAM,
 )
-from simulator import CallerScript
+from simulator import CallerScript, Faults
 from simulator.live import LiveSession
 from tests.services.acceptor.conftest import AGENTS, Rig
 
@@ -215,3 +216,24 @@ async def test_both_webhooks_to_no_agents_number_are_answered_once(rig: Rig) -> 
     }
     assert sorted(outcomes.values()) == ["call.accepted", "call.superseded"]
     assert session.accept_attempts + realtime.accept_attempts == 1
+
+
+async def test_a_live_accept_slower_than_its_request_timeout_is_confirmed_not_repeated(
+    nats_server: NatsServer, agents_file: Path
+) -> None:
+    """The accept's answer never comes in time; the acceptor asks GPT-Live's sideband
+    whether it went through instead of accepting twice."""
+    rig = await Rig(
+        nats_server.url, agents_file, faults=Faults(accept_delay_s=1.0),
+        settings_overrides={"openai_timeout_s": 0.5},  # the accept is applied after 1 s
+    ).start()  # fmt: skip
+    try:
+        await rig.workers(5)
+        session = await rig.simulator.live.place_call(CallerScript(), send_webhooks=False)
+        await publish(rig, webhook("live", session.session_id, LIVE_NUMBER, None))
+        decision = await decided(rig, session.session_id, ("call.accepted", "call.failed"))
+    finally:
+        await rig.stop()
+    assert decision == "call.accepted"
+    assert (session.accept_attempts, session.accept_count) == (1, 1)
+    assert session.attach_count >= 1  # the probe: attached, so accepted
