@@ -27,6 +27,8 @@ OVERRIDABLE = frozenset(
         "turn_detection",
         "tools",
         "limits",
+        "delegation",  # GPT-Live agents only (refused for Realtime ones by validation)
+        "store",
     }
 )
 

@@ -48,7 +48,8 @@ class ResolveReply(BaseModel):
     override: dict[str, Any] = Field(
         default_factory=dict,
         description="replace these fields of the chosen profile: model, voice, instructions, "
-        "greeting, transcription, turn_detection, tools, limits",
+        "greeting, transcription, turn_detection, tools, limits (and for a GPT-Live agent "
+        "delegation, store; its API stays the file's)",
     )
     error: str | None = Field(None, description="the hook failed: keep the static profile")
 

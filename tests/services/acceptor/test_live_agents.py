@@ -7,6 +7,7 @@ import pytest
 from openai.types.live.session_accept_params import Session
 
 from services.acceptor.agents_file import AgentsFileError, parse_agents
+from services.acceptor.directory import OverrideRefused, apply_override
 from services.acceptor.live_accept import live_session
 from shared.agents import AgentProfile, default_agent
 from shared.sdk_types import check_params
@@ -134,3 +135,15 @@ def test_a_custom_voice_goes_as_an_id(default: AgentProfile) -> None:
     [agent] = parse_agents(text, default)
     assert live_session(agent)["audio"]["output"]["voice"] == {"id": "voice_123"}
     check_params(Session, live_session(agent))
+
+
+def test_a_hook_may_override_a_live_agents_delegation_but_not_give_realtime_one(
+    default: AgentProfile,
+) -> None:
+    [live] = parse_agents(LIVE, default)
+    changed = apply_override(live, {"delegation": {"model": "gpt-5"}})
+    assert changed.delegation is not None and changed.delegation.model == "gpt-5"
+    with pytest.raises(OverrideRefused, match="api: live"):
+        apply_override(default, {"delegation": {"model": "gpt-5"}})
+    with pytest.raises(OverrideRefused, match="not allowed"):
+        apply_override(live, {"api": "realtime"})
