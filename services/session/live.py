@@ -24,12 +24,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from services.session.live_events import (
     KNOWN_TYPES,
     Seen,
-    Turns,
     client_event,
     is_reflected_audio,
     parse,
     translate,
 )
+from services.session.live_turns import Turns
 from services.session.sideband import (
     CallGone,
     Command,

@@ -3,10 +3,8 @@ on the wire. Pure: no sockets, no clock of its own (time comes in as an argument
 
 - Reflected audio (both directions, ~64 KB/s of base64 each) is recognised from the raw
   text and dropped before any JSON parsing (`is_reflected_audio`).
-- Transcripts come as deltas with no turn boundaries: `Turns` groups them, a turn ending
-  when the other side speaks or presses a key, when nothing was added for `TURN_QUIET_S`,
-  when the model delegates a task, or when the session closes. An agent turn that ends
-  means its audio stopped playing.
+- Transcripts come as deltas with no turn boundaries: `Turns` (live_turns.py) groups
+  them; a key press, a delegation or the session's end also ends the open turn.
 - A tool call arrives through the Responses delegation: `response.event` envelopes whose
   nested `response.output_item.done` holds a `function_call` item; the nested lifecycle
   (`response.created` … `response.completed`) is the response the runner's turn-taking
@@ -18,15 +16,11 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from services.session.live_turns import Speaker, Turns
 from services.session.sideband import (
-    AgentAudioStopped,
-    AgentTranscript,
     CallEnded,
-    CallerSpeechStarted,
-    CallerTranscript,
     Command,
     Dtmf,
     GoneCause,
@@ -39,7 +33,6 @@ from services.session.sideband import (
     ToolOutput,
 )
 
-TURN_QUIET_S = 0.8
 _AUDIO_MARKERS = ('"session.input_audio.append"', '"session.output_audio.delta"')
 _EDGE = 120  # an audio event's `type` sits before or after its one big field
 
@@ -80,8 +73,6 @@ KNOWN_TYPES = frozenset(
     }
 )
 
-Speaker = Literal["caller", "agent"]
-
 
 def is_reflected_audio(raw: str | bytes) -> bool:
     """Reflected audio, told from its raw text without parsing it."""
@@ -90,53 +81,6 @@ def is_reflected_audio(raw: str | bytes) -> bool:
     else:
         head, tail = raw[:_EDGE], raw[-_EDGE:]
     return any(marker in head or marker in tail for marker in _AUDIO_MARKERS)
-
-
-@dataclass
-class _Turn:
-    speaker: Speaker
-    parts: list[str] = field(default_factory=list)
-    last_at: float = 0.0
-    first_start_ms: int | None = None
-
-
-class Turns:
-    """Transcript deltas of both sides, grouped into turns."""
-
-    def __init__(self, quiet_s: float = TURN_QUIET_S) -> None:
-        self._quiet_s = quiet_s
-        self._open: _Turn | None = None
-
-    def add(self, speaker: Speaker, delta: str, start_ms: int | None, now: float) -> list[Any]:
-        """The delta's events: the other side's finished turn, and caller speech starting."""
-        events: list[Any] = []
-        if self._open is not None and self._open.speaker != speaker:
-            events += self.flush()
-        if self._open is None:
-            self._open = _Turn(speaker, first_start_ms=start_ms)
-            if speaker == "caller":
-                events.append(CallerSpeechStarted())
-        self._open.parts.append(delta)
-        self._open.last_at = now
-        return events
-
-    def deadline(self) -> float | None:
-        """When the open turn ends if nothing more is said (the caller's clock)."""
-        return None if self._open is None else self._open.last_at + self._quiet_s
-
-    def due(self, now: float) -> list[Any]:
-        deadline = self.deadline()
-        return self.flush() if deadline is not None and now >= deadline else []
-
-    def flush(self) -> list[Any]:
-        turn, self._open = self._open, None
-        if turn is None:
-            return []
-        text = " ".join("".join(turn.parts).split())
-        item_id = f"turn_{turn.first_start_ms}" if turn.first_start_ms is not None else None
-        if turn.speaker == "caller":
-            return [CallerTranscript(text, item_id)] if text else []
-        return ([AgentTranscript(text, item_id)] if text else []) + [AgentAudioStopped()]
 
 
 class Seen:

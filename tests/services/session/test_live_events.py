@@ -9,12 +9,12 @@ import pytest
 
 from services.session.live_events import (
     Seen,
-    Turns,
     client_event,
     is_reflected_audio,
     parse,
     translate,
 )
+from services.session.live_turns import Turns
 from services.session.sideband import (
     AgentAudioStopped,
     AgentTranscript,
