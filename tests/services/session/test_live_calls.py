@@ -184,3 +184,29 @@ async def test_a_dropped_sideband_is_reattached_and_a_replay_counts_once(
     assert [e["digit"] for e in events_of(bench, sid, "dtmf")] == ["7"]
     assert [e["reason"] for e in events_of(bench, sid, "call.ended")] == ["caller_hangup"]
     assert_seq_continuous(bench.events.by_call[sid])
+
+
+@pytest.mark.parametrize(
+    ("limits", "said", "reason"),
+    [
+        ({"max_duration_s": 2}, "we have reached the time limit", "max_duration"),
+        ({"idle_timeout_s": 1}, "Are you still there?", "idle"),
+    ],
+)
+async def test_guards_end_a_live_call(
+    bench: LiveBench, limits: dict[str, float], said: str, reason: str
+) -> None:
+    """The goodbye or the idle prompt is steered with `session.instructions.append`, and the
+    call is hung up over `client.live.sessions`."""
+    agent = live_agent().model_copy(
+        update={"limits": live_agent().limits.model_copy(update=limits)}
+    )
+    session = await bench.live_call(script({"say": "Hello?", "reply": "Hi."}), agent)
+    await bench.events.wait_for(session.session_id, "call.report", timeout=20)
+
+    sid = session.session_id
+    assert [e["reason"] for e in events_of(bench, sid, "call.ended")] == [reason]
+    appended = [e["content"] for e in session.client_events
+                if e["type"] == "session.instructions.append"]  # fmt: skip
+    assert any(said in content for content in appended), appended
+    assert session.close_reason == "close_requested"  # our hang-up
