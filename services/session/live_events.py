@@ -88,7 +88,7 @@ class Seen:
     README speaks of "an attachment's short replay"; whether OpenAI does is unverified)
     must not make one transcript, key press or tool call count twice."""
 
-    def __init__(self, size: int = 512) -> None:
+    def __init__(self, size: int = 64) -> None:  # a short replay; ~5 KB a call
         self._order: deque[str] = deque()
         self._ids: set[str] = set()
         self._size = size
