@@ -75,6 +75,11 @@ class LiveModel:
             if self.session.surface.rules.reflect_audio:
                 self._tasks.append(spawn(self._reflect_audio()))
 
+    def detached(self) -> None:
+        """No sideband is attached: the caller waits before the next step (as with OpenAI,
+        what is said meanwhile would be lost to us, and the script would move on)."""
+        self._attached.clear()
+
     def stop(self) -> None:
         current = asyncio.current_task()
         for task in self._tasks:

@@ -224,9 +224,12 @@ class LiveSession:
 
     async def attach(self, ws: web.WebSocketResponse, transport: Any, graceful: bool) -> None:
         rules = self.surface.rules
-        self._sockets[ws] = _Socket(ws, transport, graceful)
+        sock = self._sockets[ws] = _Socket(ws, transport, graceful)
         self.attach_count += 1
         self.notify()
+        drop_after = self.surface.faults.drop_sideband_after_s  # shared with Realtime
+        if drop_after is not None:
+            self._timers.append(asyncio.get_running_loop().call_later(drop_after, sock.abort))
         started = rules.session_started
         if started == "every_attach" or (started == "first_attach" and self.attach_count == 1):
             await self._send_to(ws, {"type": "session.started", "session": self.resource()})
@@ -238,6 +241,8 @@ class LiveSession:
 
     def detach(self, ws: web.WebSocketResponse) -> None:
         self._sockets.pop(ws, None)
+        if not self._sockets and self.model is not None:
+            self.model.detached()
         self.notify()
 
     async def drop_sideband(self) -> None:

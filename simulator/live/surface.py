@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from simulator.callers import CallerScript
+from simulator.faults import Faults
 from simulator.live.contract import ContractError, check_accept_body
 from simulator.live.model import LiveModel
 from simulator.live.rules import LiveRules
@@ -56,6 +57,10 @@ class LiveSurface:
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/live/sessions/{session_id}/{action}", self._rest)
         app.router.add_get("/v1/live/sessions/{session_id}/attach", self._attach)
+
+    @property
+    def faults(self) -> Faults:
+        return self._sim.faults
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         return self._sim.spawn(coro)

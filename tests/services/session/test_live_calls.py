@@ -210,3 +210,24 @@ async def test_guards_end_a_live_call(
                 if e["type"] == "session.instructions.append"]  # fmt: skip
     assert any(said in content for content in appended), appended
     assert session.close_reason == "close_requested"  # our hang-up
+
+
+async def test_every_live_sideband_dropped_after_a_while(nats_server: NatsServer) -> None:
+    """`drop_sideband_after_s`: each new socket dies without a close frame; the call goes
+    on, every caller turn is published once, one greeting, one `call.ended`."""
+    bench = await LiveBench(nats_server.url, Faults(drop_sideband_after_s=1.0)).start()
+    lines = ["Is Monday free?", "And Tuesday?", "Thanks, bye."]
+    try:
+        steps: list[dict[str, Any]] = []
+        for line in lines:
+            steps += [{"say": line, "reply": "Let me see."}, {"pause": 0.4}]
+        session = await bench.live_call(script(*steps, {"hangup": True}), live_agent())
+        await bench.events.wait_for(session.session_id, "call.report", timeout=30)
+    finally:
+        await bench.stop()
+    sid = session.session_id
+    assert session.attach_count >= 2  # the fault really fired
+    assert [e["text"] for e in events_of(bench, sid, "transcript.caller")] == lines
+    assert greetings(session) == 1
+    assert [e["reason"] for e in events_of(bench, sid, "call.ended")] == ["caller_hangup"]
+    assert_seq_continuous(bench.events.by_call[sid])
