@@ -95,12 +95,13 @@ class LiveSideband:
         try:
             while True:
                 deadline = turns.deadline()
+                # Frames stay bytes: reflected audio is dropped without even being decoded.
                 if deadline is None:
-                    raw = await ws.recv()
+                    raw = await ws.recv(decode=False)
                 else:
                     try:
                         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                            raw = await ws.recv()  # cancelling recv() loses nothing
+                            raw = await ws.recv(decode=False)  # cancelling loses nothing
                     except TimeoutError:
                         for meaning in turns.due(time.monotonic()):
                             yield meaning
