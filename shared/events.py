@@ -30,6 +30,8 @@ from nats.js.api import DeliverPolicy, Header
 from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, Field
 
+from shared import metrics
+from shared.limits import MAX_MESSAGE_BYTES, shrink
 from shared.nats import lost_race
 
 CALL_EVENTS_STREAM = "CALL_EVENTS"
@@ -96,6 +98,9 @@ class CallEvent(BaseModel):
         return self.model_dump_json().encode()
 
 
+_KNOWN_TYPES = frozenset(t.value for t in EventType)
+
+
 def event_subject(call_id: str) -> str:
     """The live subject of a call's events, for subscribers."""
     return f"{CALL_EVENTS_SUBJECT}.{call_id}"
@@ -120,12 +125,17 @@ class CallEventPublisher:
     """Publishes call events durably, numbered per call.
 
     One instance per process; a per-call lock keeps this process from racing itself, the
-    expected-last-subject-sequence check keeps it from racing others.
+    expected-last-subject-sequence check keeps it from racing others. An event larger than
+    `max_bytes` (a report of a very long call, a transcript from a runaway model) is stored
+    cut down (`shared.limits.shrink`, `"truncated": true`) rather than refused by NATS.
     """
 
-    def __init__(self, js: JetStreamContext, *, timeout: float = 2.0) -> None:
+    def __init__(
+        self, js: JetStreamContext, *, timeout: float = 2.0, max_bytes: int = MAX_MESSAGE_BYTES
+    ) -> None:
         self._js = js
         self._timeout = timeout
+        self._max_bytes = max_bytes
         self._tails: dict[str, _Tail] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -147,10 +157,17 @@ class CallEventPublisher:
     ) -> CallEvent | None:
         subject = journal_subject(call_id)
         tail = self._tails.get(call_id) or await self._load_tail(subject)
+        trimmed = False
         while True:
             event = CallEvent(
                 type=type, call_id=call_id, seq=tail.event_seq + 1, ts=now_utc(), data=data
             )
+            payload = event.to_json()
+            if len(payload) > self._max_bytes:
+                # Cut down once; should that not do, the event keeps its type alone.
+                data = {"truncated": True} if trimmed else self._trimmed(event)
+                trimmed = True
+                continue
             headers = {
                 Header.MSG_ID.value: msg_id,
                 Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(tail.stream_seq),
@@ -158,7 +175,7 @@ class CallEventPublisher:
             try:
                 ack = await self._js.publish(
                     subject,
-                    event.to_json(),
+                    payload,
                     timeout=self._timeout,
                     stream=CALL_EVENTS_STREAM,
                     headers=headers,
@@ -175,6 +192,13 @@ class CallEventPublisher:
                 return None
             self._tails[call_id] = _Tail(stream_seq=ack.seq, event_seq=event.seq)
             return event
+
+    def _trimmed(self, event: CallEvent) -> dict[str, Any]:
+        """The event's data cut down so that the event fits `max_bytes`."""
+        envelope = len(event.model_copy(update={"data": {}}).to_json())
+        room = self._max_bytes - envelope - 64  # a longer seq, the marker, rounding
+        metrics.PAYLOADS_TRIMMED.labels(event.type if event.type in _KNOWN_TYPES else "other").inc()
+        return {**shrink(event.data, max(room, 0)), "truncated": True}
 
     async def _load_tail(self, subject: str) -> _Tail:
         try:

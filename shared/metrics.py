@@ -103,7 +103,7 @@ EVENT_PUBLISH_SECONDS = Histogram(
 )
 TOOL_RUNS = Counter(
     "switchboard_tool_runs_total",
-    "Tool runs by tool and outcome (ok, error, timeout)",
+    "Tool runs by tool and outcome (ok, error, timeout, too_large, invalid, interrupted)",
     ["tool", "outcome"],
 )
 TOOL_SECONDS = Histogram(
@@ -111,6 +111,13 @@ TOOL_SECONDS = Histogram(
 )
 TRANSFERS = Counter(
     "switchboard_transfers_total", "Transfers by outcome (transferred, failed)", ["outcome"]
+)
+
+PAYLOADS_TRIMMED = Counter(
+    "switchboard_payloads_trimmed_total",
+    "Events cut down to fit NATS's message size (long strings cut, long lists shortened), "
+    "by event type",
+    ["type"],
 )
 
 # NATS backlog (shared/backlog.py), labelled with the JetStream stream and durable consumer

@@ -1,31 +1,96 @@
 """One NATS connection per process, reconnecting forever.
 
 An outage must never need a restart: the client keeps reconnecting, and readiness
-reflects whether it is connected right now.
+reflects whether it is connected right now. That includes a connection the *server*
+closes after an `-ERR` (a message over its `max_payload`, say): nats-py treats those as
+final and closes the client for good, leaving a process that looks alive and does nothing.
+Our client reconnects from them like from any other drop (`ReconnectingClient`).
+
+`ConnectionWatch` remembers since when the connection has been down, for liveness: a
+process cut off from NATS for longer than it can hold its work (a session worker's lease)
+is not alive, and one whose client is closed will never recover by itself.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-import nats
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.js.errors import APIError
+from nats.protocol.parser import PERMISSIONS_ERR
+
+from shared.logging import clean
 
 log = logging.getLogger(__name__)
 
 
-async def connect(servers: list[str], name: str) -> Client:
+@dataclass
+class ConnectionWatch:
+    """When this process's NATS connection went down (None while it is up), and whether
+    the client was closed (it will not come back)."""
+
+    clock: Callable[[], float] = time.monotonic
+    down_since: float | None = field(default=None)
+    closed: bool = False
+
+    def went_down(self) -> None:
+        if self.down_since is None:
+            self.down_since = self.clock()
+
+    def came_back(self) -> None:
+        self.down_since = None
+
+    def down_for(self) -> float:
+        """Seconds the connection has been down without a break (0 while up)."""
+        return 0.0 if self.down_since is None else self.clock() - self.down_since
+
+    def alive(self, grace_s: float) -> bool:
+        """Liveness: not closed for good, and not cut off for longer than `grace_s`."""
+        return not self.closed and self.down_for() <= grace_s
+
+
+class ReconnectingClient(Client):
+    """nats-py's client, except that a server `-ERR` that ends the connection (anything
+    but a permissions error, which does not) leads to a reconnect instead of a close.
+
+    Overrides nats-py's private `_process_err` (2.x); `tests/shared/test_nats.py` holds it
+    to the behaviour on a real nats-server, so an upgrade that changes it fails there.
+    """
+
+    async def _process_err(self, err_msg: str) -> None:
+        if self.is_connecting or PERMISSIONS_ERR in err_msg:
+            await super()._process_err(err_msg)
+            return
+        error = NatsError(f"nats: {err_msg.strip(chr(39))}")
+        log.warning("nats server closed the connection (%s): reconnecting", clean(err_msg, 120))
+        self._err = error
+        await self._process_op_err(error)
+
+
+async def connect(servers: list[str], name: str, watch: ConnectionWatch | None = None) -> Client:
+    watch = watch or ConnectionWatch()
+
     async def disconnected() -> None:
+        watch.went_down()
         log.warning("nats disconnected")
 
     async def reconnected() -> None:
+        watch.came_back()
         log.info("nats reconnected")
+
+    async def closed() -> None:
+        watch.went_down()
+        watch.closed = True
 
     async def error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
 
-    return await nats.connect(
+    client = ReconnectingClient()
+    await client.connect(
         servers=servers,
         name=name,
         max_reconnect_attempts=-1,
@@ -34,9 +99,11 @@ async def connect(servers: list[str], name: str) -> Client:
         allow_reconnect=True,
         disconnected_cb=disconnected,
         reconnected_cb=reconnected,
+        closed_cb=closed,
         error_cb=error,
         pending_size=64 * 1024 * 1024,
     )
+    return client
 
 
 # JetStream's answers to a publish whose `Nats-Expected-Last-Subject-Sequence` no longer

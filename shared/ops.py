@@ -1,7 +1,9 @@
 """Health, readiness and metrics over HTTP, served by every service.
 
-`/healthz` says the process is alive; `/readyz` says it is connected and taking work (503
-while draining); `/metrics` is Prometheus text. The ingress mounts these beside its own
+`/healthz` says the process is alive: it can still do its job, or will once NATS is back
+(a liveness probe restarts it when not); `/readyz` says it is connected and taking work
+right now (503 while draining or disconnected; a readiness probe only takes it out of the
+load balancer); `/metrics` is Prometheus text. The ingress mounts these beside its own
 routes; the other services serve them alone on `--metrics-port`.
 """
 
@@ -19,9 +21,17 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 
-def ops_routes(is_ready: Callable[[], bool]) -> list[BaseRoute]:
+def _always() -> bool:
+    return True
+
+
+def ops_routes(
+    is_ready: Callable[[], bool], is_alive: Callable[[], bool] = _always
+) -> list[BaseRoute]:
     async def healthz(_: Request) -> Response:
-        return PlainTextResponse("ok")
+        if is_alive():
+            return PlainTextResponse("ok")
+        return PlainTextResponse("not alive", status_code=503)
 
     async def readyz(_: Request) -> Response:
         if is_ready():
@@ -86,5 +96,5 @@ class HttpServer:
         self._task = None
 
 
-def ops_app(is_ready: Callable[[], bool]) -> Starlette:
-    return Starlette(routes=ops_routes(is_ready))
+def ops_app(is_ready: Callable[[], bool], is_alive: Callable[[], bool] = _always) -> Starlette:
+    return Starlette(routes=ops_routes(is_ready, is_alive))

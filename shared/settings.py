@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.limits import DEFAULT_TOOL_REPLY_MAX_BYTES, MAX_TOOL_REPLY_BYTES
+
 DEFAULT_INSTRUCTIONS = (
     "You are a friendly, concise phone receptionist. Keep answers short; this is a phone call."
 )
@@ -56,6 +58,11 @@ class Settings(BaseSettings):
     session_ack_wait_s: float = 3.0
     session_lease_ttl_s: int = 3
     session_drain_deadline_s: float = 30.0
+    # A tool reply larger than this is refused (the model is told the tool failed): it is
+    # stored in the run record and an event, which must stay under NATS's 1 MiB.
+    tool_reply_max_bytes: int = Field(
+        DEFAULT_TOOL_REPLY_MAX_BYTES, ge=1024, le=MAX_TOOL_REPLY_BYTES
+    )
 
     log_format: str = Field("json", description="json or text")
     log_level: str = "INFO"

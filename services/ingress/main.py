@@ -22,7 +22,7 @@ from services.ingress.control import control_routes
 from services.ingress.publish import CallPublisher
 from services.ingress.webhook import WebhookVerifier
 from shared import metrics
-from shared.nats import connect
+from shared.nats import ConnectionWatch, connect
 from shared.ops import HttpServer, ops_routes
 from shared.service import run
 from shared.settings import Settings
@@ -40,6 +40,7 @@ class Ingress:
     def __init__(self, settings: Settings, host: str, port: int) -> None:
         self.settings = settings
         self._nc: Client | None = None
+        self._watch = ConnectionWatch()
         self._publisher: CallPublisher | None = None
         self._draining = False
         self._connecting: asyncio.Task[None] | None = None
@@ -51,7 +52,9 @@ class Ingress:
         control = control_routes(settings.switchboard_control_token, lambda: self._nc)
         self.console = Console.from_settings(settings, lambda: self._nc)
         console = self.console.routes() if self.console else []
-        self.app = build_app(endpoint, [*ops_routes(self.is_ready), *control, *console])
+        self.app = build_app(
+            endpoint, [*ops_routes(self.is_ready, self.is_alive), *control, *console]
+        )
         self.http = HttpServer(self.app, host, port)
 
     def _connected_publisher(self) -> CallPublisher | None:
@@ -64,6 +67,11 @@ class Ingress:
         metrics.READY.set(ready)
         return ready
 
+    def is_alive(self) -> bool:
+        """Liveness: the ingress rides out any NATS outage (503s meanwhile, reconnecting),
+        so only a client closed for good, which will not come back, makes it not alive."""
+        return not self._watch.closed
+
     async def start(self) -> None:
         # Serve at once (health, and 503 on webhooks) even while NATS is not reachable yet.
         await self.http.start()
@@ -72,8 +80,9 @@ class Ingress:
     async def _connect(self) -> None:
         while True:
             nc: Client | None = None
+            watch = ConnectionWatch()  # a failed attempt's closed client is not ours to watch
             try:
-                nc = await connect(self.settings.nats_servers, name="switchboard-ingress")
+                nc = await connect(self.settings.nats_servers, "switchboard-ingress", watch)
                 js = nc.jetstream()
                 await declare_topology(
                     js,
@@ -87,6 +96,7 @@ class Ingress:
                     await nc.close()
                 await asyncio.sleep(CONNECT_RETRY_S)
         self._publisher = CallPublisher(js, timeout_s=PUBLISH_TIMEOUT_S)
+        self._watch = watch
         self._nc = nc
         log.info("ingress connected to nats")
 

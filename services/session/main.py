@@ -22,12 +22,17 @@ class SessionService:
         host: str = "0.0.0.0",
     ) -> None:  # fmt: skip
         self.worker = SessionWorker(settings, capacity, worker_id)
-        self.http = HttpServer(ops_app(self.is_ready), host, metrics_port)
+        self.http = HttpServer(ops_app(self.is_ready, self.is_alive), host, metrics_port)
 
     def is_ready(self) -> bool:
         ready = not self.worker.draining and self.worker.is_connected()
         metrics.READY.set(ready)
         return ready
+
+    def is_alive(self) -> bool:
+        """Liveness: false once NATS has been out of reach for longer than a lease (the
+        worker's calls are no longer its own) or the client is closed for good."""
+        return self.worker.is_alive()
 
     async def start(self) -> None:
         await self.http.start()

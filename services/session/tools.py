@@ -9,6 +9,10 @@ on `tools.<name>` so tool services are written in any language and scaled on the
 A record still `running` after its deadline (plus a grace) belongs to a run that died with
 its worker mid-way. We cannot know whether the tool acted, so it is never re-run: the run
 is closed as failed ("interrupted") and the model is told, so it can say so or ask again.
+
+A tool service is untrusted: its reply is capped (`TOOL_REPLY_MAX_BYTES`) and parsed with a
+depth limit before anything is stored, and whatever goes wrong while asking, the run is
+closed (`tool.completed` with an error, the record `done`, a metric), never left `running`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +35,13 @@ from pydantic import BaseModel
 
 from shared import metrics
 from shared.events import EventType
+from shared.ids import fullmatch_key
+from shared.limits import DEFAULT_TOOL_REPLY_MAX_BYTES, MAX_MESSAGE_BYTES, MAX_TOOL_ARGUMENTS_BYTES
 from shared.streams import TOOL_RUNS_BUCKET
 from shared.tools import ToolRequest, tool_subject
+from shared.untrusted import UntrustedJsonError, parse_json
+
+log = logging.getLogger(__name__)
 
 # A `running` record older than its deadline by this much belongs to a dead run.
 STALE_GRACE_S = 2.0
@@ -40,14 +49,18 @@ STALE_GRACE_S = 2.0
 WAIT_POLL_S = 0.1
 INTERRUPTED = "the tool run was interrupted; it may or may not have completed"
 
-_KEY_SAFE = re.compile(r"^[A-Za-z0-9_=-]{1,120}$")
+# What a run record may hold at most, its result included (checked before every write).
+MAX_RECORD_BYTES = MAX_MESSAGE_BYTES
+
+Outcome = Literal["ok", "error", "timeout", "too_large", "invalid", "interrupted"]
 
 
 def run_key(call_id: str, tool_call_id: str) -> str:
     """The KV key of one run; ids that KV would refuse are hashed rather than rejected."""
     parts = []
     for part in (call_id, tool_call_id):
-        parts.append(part if _KEY_SAFE.match(part) else hashlib.sha256(part.encode()).hexdigest())
+        safe = fullmatch_key(part, max_length=120)
+        parts.append(part if safe else hashlib.sha256(part.encode("utf-8", "replace")).hexdigest())
     return ".".join(parts)
 
 
@@ -92,25 +105,36 @@ class ToolRun(BaseModel):
 
 
 def parse_arguments(text: str) -> dict[str, Any] | None:
-    """The model's JSON arguments as an object, or None when they are not one."""
+    """The model's JSON arguments as an object, or None when they are not one (or too
+    large or too deep: the caller can talk the model into anything)."""
     try:
-        value = json.loads(text or "{}")
-    except ValueError:
+        value = parse_json(text or "{}", max_bytes=MAX_TOOL_ARGUMENTS_BYTES)
+    except UntrustedJsonError:
         return None
     return value if isinstance(value, dict) else None
 
 
-def parse_reply(data: bytes) -> ToolResult:
-    """A tool service's reply: `{"output": …}` or `{"error": "…"}`; anything else fails."""
+def judge_reply(
+    data: bytes, max_bytes: int = DEFAULT_TOOL_REPLY_MAX_BYTES
+) -> tuple[ToolResult, Outcome]:
+    """A tool service's reply and its outcome: `{"output": …}` or `{"error": "…"}` within
+    `max_bytes` and the depth limit; anything else is an error the model is told."""
+    if len(data) > max_bytes:
+        return ToolResult(error=f"the tool's reply is larger than {max_bytes} bytes"), "too_large"
     try:
-        reply = json.loads(data)
-    except ValueError:
-        return ToolResult(error="the tool answered with something that is not JSON")
+        reply = parse_json(data, max_bytes=max_bytes)
+    except UntrustedJsonError as refused:
+        return ToolResult(error=f"the tool's reply was refused: {refused.reason}"), "invalid"
     if not isinstance(reply, dict) or not ({"output", "error"} & reply.keys()):
-        return ToolResult(error='the tool answered without "output" or "error"')
+        return ToolResult(error='the tool answered without "output" or "error"'), "invalid"
     if reply.get("error") is not None:
-        return ToolResult(error=str(reply["error"])[:1000])
-    return ToolResult(output=reply.get("output"))
+        return ToolResult(error=str(reply["error"])[:1000]), "error"
+    return ToolResult(output=reply.get("output")), "ok"
+
+
+def parse_reply(data: bytes, max_bytes: int = DEFAULT_TOOL_REPLY_MAX_BYTES) -> ToolResult:
+    """A tool service's reply as the model is told it (see `judge_reply`)."""
+    return judge_reply(data, max_bytes)[0]
 
 
 Verdict = Literal["replay", "wait", "interrupted"]
@@ -155,16 +179,21 @@ class ToolRunner:
         runs: KeyValue,
         worker: str,
         clock: Callable[[], float] = time.time,
+        reply_max_bytes: int = DEFAULT_TOOL_REPLY_MAX_BYTES,
     ) -> None:
         self._nc = nc
         self._runs = runs
         self._worker = worker
         self._clock = clock
+        self._reply_max_bytes = reply_max_bytes
 
     @classmethod
-    async def for_worker(cls, js: JetStreamContext, worker: str) -> ToolRunner:
+    async def for_worker(
+        cls, js: JetStreamContext, worker: str, reply_max_bytes: int = DEFAULT_TOOL_REPLY_MAX_BYTES
+    ) -> ToolRunner:
         """A runner on the worker's own connection (JetStreamContext keeps it as `_nc`)."""
-        return cls(js._nc, await js.key_value(TOOL_RUNS_BUCKET), worker)
+        runs = await js.key_value(TOOL_RUNS_BUCKET)
+        return cls(js._nc, runs, worker, reply_max_bytes=reply_max_bytes)
 
     async def claim(self, call_id: str, tool_call_id: str, name: str) -> bool:
         """For a built-in (end_call, transfer_call), which acts on the call itself: True
@@ -208,10 +237,7 @@ class ToolRunner:
             msg_id=f"tool.called:{key}",
         )
         perf = time.perf_counter()
-        if arguments is None:
-            result, outcome = ToolResult(error="the arguments are not a JSON object"), "error"
-        else:
-            result, outcome = await self._ask(call, arguments)
+        result, outcome = await self._outcome(call, arguments)
         elapsed = time.perf_counter() - perf
         metrics.TOOL_RUNS.labels(call.name, outcome).inc()
         metrics.TOOL_SECONDS.labels(call.name).observe(elapsed)
@@ -219,6 +245,9 @@ class ToolRunner:
         done = record.model_copy(
             update={"state": "done", "result": result.as_dict(), "duration_ms": duration_ms}
         )
+        if len(done.model_dump_json()) > MAX_RECORD_BYTES:  # a cap set near the limit
+            result = ToolResult(error="the tool's reply is too large to keep")
+            done = done.model_copy(update={"result": result.as_dict()})
         try:
             await self._runs.update(key, done.model_dump_json().encode(), last=revision)
         except KeyWrongLastSequenceError:
@@ -238,9 +267,26 @@ class ToolRunner:
         )
         return result
 
+    async def _outcome(
+        self, call: ToolCallRequest, arguments: dict[str, Any] | None
+    ) -> tuple[ToolResult, Outcome]:
+        """What the run comes to; never raises, so the run is always closed."""
+        if len(call.arguments.encode("utf-8", "replace")) > MAX_TOOL_ARGUMENTS_BYTES:
+            too_large = f"the arguments are larger than {MAX_TOOL_ARGUMENTS_BYTES} bytes"
+            return ToolResult(error=too_large), "too_large"
+        if arguments is None:
+            return ToolResult(error="the arguments are not a JSON object"), "error"
+        try:
+            return await self._ask(call, arguments)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("tool %s request failed: %s", call.name, type(error).__name__)
+            return ToolResult(error=f"{call.name} failed"), "error"
+
     async def _ask(
         self, call: ToolCallRequest, arguments: dict[str, Any]
-    ) -> tuple[ToolResult, str]:
+    ) -> tuple[ToolResult, Outcome]:
         request = ToolRequest(
             call_id=call.call_id,
             tool_call_id=call.tool_call_id,
@@ -258,8 +304,7 @@ class ToolRunner:
             return ToolResult(error=f"the {call.name} service is not available"), "error"
         except nats.errors.TimeoutError:
             return ToolResult(error=f"{call.name} did not answer in time"), "timeout"
-        result = parse_reply(reply.data)
-        return result, "ok" if result.ok else "error"
+        return judge_reply(reply.data, self._reply_max_bytes)
 
     async def _existing(self, key: str, call: ToolCallRequest, publish: Publish) -> ToolResult:
         """Another runner recorded this tool call: wait for its result; never run again."""

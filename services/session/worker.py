@@ -37,7 +37,7 @@ from shared import metrics
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher
 from shared.logging import bind
-from shared.nats import connect
+from shared.nats import ConnectionWatch, connect
 from shared.openai_client import call_control_client
 from shared.settings import Settings
 from shared.streams import (
@@ -68,6 +68,7 @@ class SessionWorker:
         self.worker_id = worker_id
         self.draining = False
         self._nc: Client | None = None
+        self.watch = ConnectionWatch()
         self._ctx: WorkerContext | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._slots: KeyValue | None = None
@@ -95,10 +96,14 @@ class SessionWorker:
     def is_connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
+    def is_alive(self) -> bool:
+        """Not cut off from NATS for longer than a lease, nor closed for good."""
+        return self.watch.alive(grace_s=self.settings.session_lease_ttl_s)
+
     async def start(self) -> None:
         bind(worker=self.worker_id)  # every line of this worker's tasks names it
         nc = self._nc = await connect(
-            self.settings.nats_servers, f"switchboard-session-{self.worker_id}"
+            self.settings.nats_servers, f"switchboard-session-{self.worker_id}", self.watch
         )
         js = nc.jetstream()
         await declare_topology(
@@ -114,7 +119,9 @@ class SessionWorker:
             leases=await js.key_value(CALL_LEASES_BUCKET),
             events=CallEventPublisher(js),
             openai_client=call_control_client(self.settings),
-            tools=await ToolRunner.for_worker(js, self.worker_id),
+            tools=await ToolRunner.for_worker(
+                js, self.worker_id, self.settings.tool_reply_max_bytes
+            ),
         )
         self._slots = await js.key_value(WORKER_SLOTS_BUCKET)
         self._sub = await js.pull_subscribe_bind(durable=SESSION_CONSUMER, stream=SESSIONS_STREAM)

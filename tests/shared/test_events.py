@@ -109,3 +109,27 @@ async def test_a_primed_tail_saves_the_read_and_a_stale_one_is_harmless(js) -> N
 
     assert event is not None and event.seq == 3
     assert [e.seq for e in await read_call_events(js, "rtc_p")] == [1, 2, 3]
+
+
+async def test_an_event_too_large_for_nats_is_stored_cut_down(js) -> None:
+    """A report of a very long call: stored within NATS's limit, marked, counted."""
+    from prometheus_client import REGISTRY
+
+    from shared.limits import MAX_MESSAGE_BYTES
+
+    def trimmed() -> float:
+        labels = {"type": "call.report"}
+        return REGISTRY.get_sample_value("switchboard_payloads_trimmed_total", labels) or 0.0
+
+    before = trimmed()
+    events = CallEventPublisher(js)
+    lines = [{"speaker": "caller", "text": "ä" * 2000} for _ in range(600)]  # ~2.4 MB
+    event = await events.publish(
+        "rtc_long", EventType.CALL_REPORT, {"end_reason": "idle", "transcript": lines}
+    )
+    assert event is not None and event.data["truncated"] is True
+    stored = await read_call_events(js, "rtc_long")
+    assert len(stored[0].to_json()) <= MAX_MESSAGE_BYTES
+    assert stored[0].data["end_reason"] == "idle"
+    assert 0 < len(stored[0].data["transcript"]) < 600
+    assert trimmed() == before + 1
