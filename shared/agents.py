@@ -35,6 +35,7 @@ from shared.live_agent import (
     refused_fields,
 )
 from shared.settings import Settings
+from shared.uris import is_dialable
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 DEFAULT_AGENT_NAME = "default"
@@ -92,7 +93,7 @@ class BuiltinTool(BaseModel):
     @classmethod
     def _sip_or_tel(cls, targets: dict[str, str]) -> dict[str, str]:
         for name, uri in targets.items():
-            if not uri.startswith(("tel:", "sip:", "sips:")):
+            if not is_dialable(uri):
                 raise ValueError(f"transfer target {name!r} must be a tel: or sip: URI")
         return targets
 

@@ -14,18 +14,17 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from shared.agents import AgentProfile
 from shared.live_agent import Api
-from shared.logging import UNSAFE_CHARS
+from shared.text import strip_invisible
 
-# C0/C1 controls, plus the Unicode characters that break lines or reorder text when shown
-# (line/paragraph separators, zero-width and bidirectional formatting, BOM).
 MAX_SIP_HEADERS = 64
 MAX_SIP_HEADER_NAME = 128
 MAX_SIP_HEADER_VALUE = 1024
 
 
 def _printable(text: str) -> str:
-    """SIP headers are caller-controlled: no control character may reach logs or prompts."""
-    return UNSAFE_CHARS.sub("", text)
+    """SIP headers are caller-controlled: no control, format, private-use, tag or other
+    invisible character (`shared.text`) may reach events, logs, the hook or prompts."""
+    return strip_invisible(text)
 
 
 class SipHeader(BaseModel):

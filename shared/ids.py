@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-MAX_CALL_ID = 128
+MAX_CALL_ID = 256  # a Live session id is `live_` + up to 128 characters
 CALL_ID_PATTERN = rf"[A-Za-z0-9_-]{{1,{MAX_CALL_ID}}}"
 _CALL_ID = re.compile(CALL_ID_PATTERN, re.ASCII)
 # A part of a KV key made of another id (a tool call id): KV's characters, without `.`

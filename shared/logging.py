@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.text import is_invisible
+
 _context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "switchboard_log_context", default=None
 )
-# Characters untrusted text must not carry into a log line or a prompt: C0/C1 controls, and
-# the invisible ones that reorder or break lines (line/paragraph separators, zero-width and
-# bidirectional overrides, the BOM).
+# The controls and invisible characters of old (kept for importers); `shared.text` has the
+# whole rule, which `clean` applies.
 UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 # OpenAI API keys, webhook secrets, bearer tokens (the control API's, OpenAI's).
 _SECRETS = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{8,}|whsec_[A-Za-z0-9+/=]{8,})|(?<=Bearer )\S+")
@@ -37,8 +38,10 @@ def redact(text: str) -> str:
 
 
 def clean(text: str, limit: int = 256) -> str:
-    """Untrusted text made safe for a log line: no control characters, bounded length."""
-    text = UNSAFE_CHARS.sub("?", text)
+    """Untrusted text made safe for a log line: no control or invisible character (each
+    becomes "?", by the rule of `shared.text`), bounded length."""
+    text = text[: limit + 1]
+    text = "".join("?" if is_invisible(char) else char for char in text)
     return text if len(text) <= limit else text[:limit] + "…"
 
 

@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from shared.http_timeouts import HeaderDeadlineProtocol
+
 
 def _always() -> bool:
     return True
@@ -60,6 +62,7 @@ class HttpServer:
     """A uvicorn server run as a task of the service's own event loop.
 
     uvicorn's signal handlers are off: the service owns SIGTERM and decides when to stop.
+    Request headers must arrive within `HEADER_TIMEOUT_S` (`shared/http_timeouts.py`).
     """
 
     def __init__(self, app: Starlette, host: str, port: int) -> None:
@@ -71,6 +74,7 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=10,
+            http=HeaderDeadlineProtocol,
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None

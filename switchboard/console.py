@@ -1,4 +1,9 @@
-"""How `switchboard dev` shows a call's life in the terminal. Pure: event in, line out."""
+"""How `switchboard dev` shows a call's life in the terminal. Pure: event in, line out.
+
+Everything in an event may come from a caller, the model or a tool service: each line is
+escaped (`shared.text.for_terminal`) so no escape sequence, CR/LF, bidirectional override
+or NUL reaches the terminal as anything but visible text.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 from typing import Any
 
 from shared.events import CallEvent, EventType
+from shared.text import for_terminal
 
 _WIDTH = 12
 
@@ -59,7 +65,7 @@ def format_event(event: CallEvent) -> str | None:
 
 def _line(event: CallEvent, label: str, text: str) -> str:
     stamp = event.ts.astimezone().strftime("%H:%M:%S")
-    return f"{stamp}  {short_call_id(event.call_id)}  {label:<{_WIDTH}} {text}"
+    return for_terminal(f"{stamp}  {short_call_id(event.call_id)}  {label:<{_WIDTH}} {text}")
 
 
 def _compact(value: Any, limit: int = 100) -> str:

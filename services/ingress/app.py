@@ -11,7 +11,8 @@ will retry (503) or that no retry can fix (400, 401, 413).
 | 200 | `{"status": "ignored"}` | a verified event of a type we do not handle (not a SIP call) |
 | 400 | `{"error": …}` | signed, but malformed JSON, no/invalid call_id or webhook-id |
 | 401 | `{"error": reason}` | missing_headers, bad_signature, bad_timestamp, stale, future |
-| 413 | `{"error": "payload too large"}` | body over the cap, before any parsing |
+| 408 | `{"error": "body not received in time"}` | body slower than `BODY_TIMEOUT_S` |
+| 413 | `{"error": "payload too large"}` | body over the cap, refused while read |
 | 503 | `{"error": …}` | NATS not connected, slow (> 1 s) or refusing |
 """
 
@@ -28,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from services.ingress.bodies import BodyRefused, read_capped
 from services.ingress.publish import CallPublisher
 from services.ingress.webhook import Webhook, WebhookRefused, WebhookVerifier
 from shared import metrics
@@ -37,23 +39,6 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/api/voice/realtime-webhook"
 PUBLISH_TIMEOUT_S = 1.0
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    """The raw body, refused beyond `limit` bytes before anything is parsed."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise _TooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge
-    return bytes(body)
 
 
 class WebhookEndpoint:
@@ -86,9 +71,10 @@ class WebhookEndpoint:
     async def _handle(self, request: Request) -> Response:
         received_at = datetime.now(UTC)
         try:
-            raw = await _read_capped(request, self._max_bytes)
-        except _TooLarge:
-            return _refuse(413, "too_large", "payload too large")
+            raw = await read_capped(request, self._max_bytes)
+        except BodyRefused as refused:
+            outcome = "too_large" if refused.status == 413 else "bad_request"
+            return _refuse(refused.status, outcome, refused.reason)
         except ClientDisconnect:
             return _refuse(400, "bad_request", "client disconnected")
         try:

@@ -8,27 +8,33 @@ the worker owning the call answers, wherever the call has moved.
 Every route needs `Authorization: Bearer $SWITCHBOARD_CONTROL_TOKEN` (compared in constant
 time); without the variable the routes do not exist (404). A refused request (401, 404)
 does nothing; a command no worker answers is a 503 (nobody listening) or 504 (no answer).
+A `call_id` outside the one rule (`shared.ids`) is a 404 with its reason before anything
+is looked up; bodies are capped while read; NATS failing mid-request is a 503. Every
+answer, whatever it is, is counted in `switchboard_control_requests_total`.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError, NotFoundError
 from pydantic import BaseModel, Field, SecretStr, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.ingress.bodies import BodyRefused, read_capped
 from shared import metrics
 from shared.control import ControlCommand, ControlReply, control_subject
 from shared.events import CALL_EVENTS_STREAM, journal_subject
+from shared.ids import is_call_id
 from shared.leases import LeaseValue
 from shared.streams import CALL_LEASES_BUCKET
 
@@ -60,11 +66,13 @@ class ControlApi:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/calls", self.list_calls, methods=["GET"]),
-            Route("/calls/{call_id}", self.get_call, methods=["GET"]),
-            Route("/calls/{call_id}/hangup", self.hangup, methods=["POST"]),
-            Route("/calls/{call_id}/transfer", self.transfer, methods=["POST"]),
-            Route("/calls/{call_id}/say", self.say, methods=["POST"]),
+            Route("/calls", _guarded("list", self.list_calls), methods=["GET"]),
+            Route("/calls/{call_id}", _guarded("get", self.get_call), methods=["GET"]),
+            Route("/calls/{call_id}/hangup", _guarded("hangup", self.hangup), methods=["POST"]),
+            Route(
+                "/calls/{call_id}/transfer", _guarded("transfer", self.transfer), methods=["POST"]
+            ),
+            Route("/calls/{call_id}/say", _guarded("say", self.say), methods=["POST"]),
         ]
 
     # -- routes ------------------------------------------------------------------------------
@@ -92,6 +100,8 @@ class ControlApi:
         refused = self._refuse(request, "get")
         if refused is not None:
             return refused
+        if not is_call_id(request.path_params["call_id"]):
+            return _not_a_call_id("get")
         nc = self._nc()
         if nc is None or not nc.is_connected:
             return _answer("get", 503, {"error": "not connected"})
@@ -133,18 +143,30 @@ class ControlApi:
         refused = self._refuse(request, action)
         if refused is not None:
             return refused
-        raw = await request.body() if body_model is not None else b""
+        if not is_call_id(request.path_params["call_id"]):
+            return _not_a_call_id(action)
+        raw = b""
+        if body_model is not None:
+            try:
+                raw = await read_capped(request, MAX_BODY_BYTES)
+            except BodyRefused as too_much:
+                return _answer(action, too_much.status, {"error": too_much.reason})
+            except ClientDisconnect:
+                return _answer(action, 400, {"error": "client disconnected"})
         return await self.command(request.path_params["call_id"], action, body_model, raw)
 
     async def command(
         self, call_id: str, action: str, body_model: type[BaseModel] | None, raw: bytes
     ) -> Response:
         """Send one command to the call's owner; the caller has already authorised it (the
-        bearer token here, the console's session and CSRF token there)."""
+        bearer token here, the console's session and CSRF token there) and read the body
+        within `MAX_BODY_BYTES` (`services/ingress/bodies.py`)."""
+        if not is_call_id(call_id):
+            return _not_a_call_id(action)
         command: dict[str, Any] = {"action": action}
         if body_model is not None:
             if len(raw) > MAX_BODY_BYTES:
-                return _answer(action, 413, {"error": "body too large"})
+                return _answer(action, 413, {"error": "payload too large"})
             try:
                 command.update(body_model.model_validate_json(raw).model_dump())
             except ValidationError as error:
@@ -175,7 +197,7 @@ class ControlApi:
         return _answer(action, 422 if reply.status == "refused" else 502, body)
 
     async def _lease(self, nc: Client, call_id: str) -> LiveCall | None:
-        if not call_id or len(call_id) > 128 or not call_id.replace("_", "").isalnum():
+        if not is_call_id(call_id):  # a key KV would refuse (or another bucket's)
             return None
         leases = await nc.jetstream().key_value(CALL_LEASES_BUCKET)
         try:
@@ -193,6 +215,31 @@ def _answer(
 ) -> Response:
     metrics.CONTROL_REQUESTS.labels(action, str(status)).inc()
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _not_a_call_id(action: str) -> Response:
+    return _answer(action, 404, {"error": "no such live call", "reason": "not a valid call id"})
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(action: str, handler: Handler) -> Handler:
+    """`handler`, with NATS failing mid-request answered 503 and anything unforeseen 500,
+    each counted like every other answer (an uncounted 500 hides from the dashboards)."""
+
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except (nats.errors.Error, TimeoutError) as error:
+            log.warning("control %s: nats failed (%s)", action, type(error).__name__)
+            return _answer(action, 503, {"error": "event store unavailable"})
+        except Exception:
+            log.exception("control %s failed", action)
+            return _answer(action, 500, {"error": "internal error"})
+
+    return guarded
 
 
 def control_routes(token: SecretStr | None, nc: Callable[[], Client | None]) -> list[Route]:

@@ -28,6 +28,7 @@ from shared.calls import (
     IncomingCall,
     SipHeader,
 )
+from shared.ids import is_call_id
 
 CALL_INCOMING = "realtime.call.incoming"
 # GPT-Live's incoming SIP call, and its deprecated name (same payload without `data.type`):
@@ -36,9 +37,8 @@ LIVE_INCOMING = "live.transport.incoming"
 LIVE_INCOMING_DEPRECATED = "live.call.incoming"
 TOLERANCE_S = 300
 
-# A call id becomes a NATS subject token and a KV key; a webhook id becomes a Nats-Msg-Id
-# header and a log field: keep both to short, safe, printable ASCII.
-_CALL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# A call id becomes a NATS subject token and a KV key (the one rule: `shared.ids`); a
+# webhook id becomes a Nats-Msg-Id header and a log field: short, printable ASCII.
 _SESSION_ID = re.compile(r"live_[A-Za-z0-9_-]{1,128}")  # OpenAI's own pattern for Live ids
 _WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,256}")
 
@@ -92,7 +92,7 @@ class WebhookVerifier:
         data = event.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("call_id"), str):
             raise WebhookRefused(400, "realtime.call.incoming without call_id")
-        if not _CALL_ID.fullmatch(data["call_id"]):
+        if not is_call_id(data["call_id"]):
             raise WebhookRefused(400, "invalid call_id")
         call = IncomingCall(
             webhook_id=webhook_id,

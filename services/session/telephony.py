@@ -9,18 +9,11 @@ tool's `timeout_s`; otherwise it failed and the model is told so it can carry on
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from shared.agents import AgentProfile, BuiltinTool
-
-_DIALABLE = re.compile(r"^(tel:\+?[0-9][0-9().\- ]{2,31}|sips?:[^\s<>\"]{3,253})$")
-
-
-def is_dialable(uri: str) -> bool:
-    """A `tel:` or `sip:` URI an operator may transfer to."""
-    return bool(_DIALABLE.match(uri))
+from shared.uris import is_dialable
 
 
 def builtin_tool(agent: AgentProfile, name: str) -> BuiltinTool | None:

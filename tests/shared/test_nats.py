@@ -35,7 +35,10 @@ async def test_a_connection_the_server_closes_is_reestablished(nats_server: Nats
             await over_the_limit(nc)
         except Exception:  # the flush may meet the closing connection
             pass
-        await until(lambda: nc.stats["reconnects"] >= 1 and nc.is_connected, timeout=15)
+        await until(  # reconnected, and the callback told the watch
+            lambda: nc.stats["reconnects"] >= 1 and nc.is_connected and watch.down_since is None,
+            timeout=15,
+        )
         assert not nc.is_closed
         assert watch.down_for() == 0 and not watch.closed
         # The subscription came back with the connection.

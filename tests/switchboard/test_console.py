@@ -41,3 +41,21 @@ def test_a_demo_call_succeeds_when_it_ends_normally() -> None:
     assert is_success(event("call.report", end_reason="caller_hangup"))
     assert not is_success(event("call.report", end_reason="lost"))
     assert not is_success(event("call.rejected", reason="no_capacity"))
+
+
+HOSTILE_TEXT = "\x1b[2J\x1b]0;owned\x07done\r\nfake line\u202eevil\x00\u2028"
+
+
+def test_tool_output_and_transcripts_reach_the_terminal_escaped() -> None:
+    """Issue 22, item 9: ANSI escapes, CR/LF, U+202E and NUL from a tool or a call."""
+    lines = [
+        format_event(event("tool.completed", name="t", output=HOSTILE_TEXT, duration_ms=1)),
+        format_event(event("tool.completed", name="t", error=HOSTILE_TEXT, duration_ms=1)),
+        format_event(event("tool.called", name=HOSTILE_TEXT, arguments={"q": HOSTILE_TEXT})),
+        format_event(event("transcript.agent", text=HOSTILE_TEXT)),
+        format_event(event("call.ended", reason=HOSTILE_TEXT)),
+    ]
+    for line in lines:
+        assert line is not None
+        assert line.isprintable(), repr(line)
+        assert "\\x1b[2J" in line or "\\u001b[2J" in line  # shown, not obeyed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.session.telephony import (
     TransferRefused,
     TransferTarget,
@@ -82,3 +84,20 @@ def test_an_operator_may_name_a_target_or_dial_a_uri() -> None:
     assert isinstance(resolve_operator_target(salon, "+1415 then hang up"), TransferRefused)
     assert is_dialable("tel:+61 2 9000 0000")
     assert not is_dialable("http://example.com")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sip:evil@attacker.example\n",  # issue 22, item 6: `$` matched before the newline
+        "tel:+61290000000\n",
+        "sip:desk@example.com\r",
+        "sip:dé@example.com",
+        "sip:<desk@example.com>",
+        "sip:desk@example.com\u202e",
+    ],
+    ids=repr,
+)
+def test_a_target_is_dialable_only_whole_and_printable(uri: str) -> None:
+    assert not is_dialable(uri)
+    assert isinstance(resolve_operator_target(agent(), uri), TransferRefused)
