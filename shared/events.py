@@ -31,6 +31,7 @@ from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, Field
 
 from shared import metrics
+from shared.ids import is_call_id
 from shared.limits import MAX_MESSAGE_BYTES, shrink
 from shared.nats import lost_race
 
@@ -148,6 +149,8 @@ class CallEventPublisher:
         msg_id: str | None = None,
     ) -> CallEvent | None:
         """Publish one event; returns it, or None when `msg_id` was already published."""
+        if not is_call_id(call_id):  # a subject token: refused before it reaches NATS
+            raise ValueError("not a valid call id")
         lock = self._locks.setdefault(call_id, asyncio.Lock())
         async with lock:
             return await self._publish(call_id, str(type), data or {}, msg_id or uuid.uuid4().hex)

@@ -4,7 +4,8 @@ A business service may answer, within a short budget (250 ms by default), to pic
 agent profile by name or override fields of the one chosen (e.g. instructions that greet
 a known caller by name). The hook can only make the call better, never lose it: no
 responder, a timeout, an error or a reply that would make a profile OpenAI refuses all
-fall back to the static profile of the dialled number.
+fall back to the static profile of the dialled number. Replies are untrusted JSON: over
+`MAX_HOOK_REPLY_BYTES` (64 KiB) or nested too deep, they are refused the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from services.acceptor.directory import AgentDirectory, OverrideRefused, apply_o
 from services.acceptor.numbers import dialled_number
 from shared.agents import AgentProfile
 from shared.calls import IncomingCall, SipHeader
+from shared.limits import MAX_HOOK_REPLY_BYTES
 from shared.logging import clean, fields
+from shared.untrusted import UntrustedJsonError, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +125,13 @@ class AgentResolver:
             log.warning("agent hook failed: %s", type(error).__name__)
             return static
         try:
-            reply = ResolveReply.model_validate_json(message.data)
+            # Untrusted: capped and depth-limited before the model sees it (the reply ends
+            # up in the session job, which must fit a NATS message).
+            value = parse_json(message.data, max_bytes=MAX_HOOK_REPLY_BYTES)
+            reply = ResolveReply.model_validate(value)
             return apply_reply(directory, static, reply)
+        except UntrustedJsonError as refused:
+            log.warning("agent hook: reply refused (%s); using %s", refused.reason, static.name)
         except ValidationError:
             log.warning("agent hook: reply is not a ResolveReply; using %s", static.name)
         except OverrideRefused as refused:
