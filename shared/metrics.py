@@ -133,6 +133,11 @@ NATS_CONSUMER_ACK_PENDING = Gauge(
 )
 
 # every service
+NATS_DISCONNECTS = Counter(
+    "switchboard_nats_disconnects_total",
+    "Times this process lost its NATS connection (it reconnects by itself; a server that "
+    "closes the connection counts too)",
+)
 DRAINING = Gauge("switchboard_draining", "1 while this process drains after SIGTERM")
 READY = Gauge("switchboard_ready", "1 while this process is ready to take work")
 

@@ -23,6 +23,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import APIError
 from nats.protocol.parser import PERMISSIONS_ERR
 
+from shared import metrics
 from shared.logging import clean
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ async def connect(servers: list[str], name: str, watch: ConnectionWatch | None =
 
     async def disconnected() -> None:
         watch.went_down()
+        metrics.NATS_DISCONNECTS.inc()
         log.warning("nats disconnected")
 
     async def reconnected() -> None:
