@@ -30,7 +30,6 @@ from nats.js.api import DeliverPolicy, Header
 from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, Field
 
-from shared import metrics
 from shared.ids import is_call_id
 from shared.limits import MAX_MESSAGE_BYTES, shrink
 from shared.nats import lost_race
@@ -200,6 +199,8 @@ class CallEventPublisher:
         """The event's data cut down so that the event fits `max_bytes`."""
         envelope = len(event.model_copy(update={"data": {}}).to_json())
         room = self._max_bytes - envelope - 64  # a longer seq, the marker, rounding
+        from shared import metrics  # here: shared.metrics imports EndReason from this module
+
         metrics.PAYLOADS_TRIMMED.labels(event.type if event.type in _KNOWN_TYPES else "other").inc()
         return {**shrink(event.data, max(room, 0)), "truncated": True}
 

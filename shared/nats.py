@@ -23,7 +23,6 @@ from nats.errors import Error as NatsError
 from nats.js.errors import APIError
 from nats.protocol.parser import PERMISSIONS_ERR
 
-from shared import metrics
 from shared.logging import clean
 
 log = logging.getLogger(__name__)
@@ -74,6 +73,8 @@ class ReconnectingClient(Client):
 
 async def connect(servers: list[str], name: str, watch: ConnectionWatch | None = None) -> Client:
     watch = watch or ConnectionWatch()
+
+    from shared import metrics  # here: metrics → events → this module, at import
 
     async def disconnected() -> None:
         watch.went_down()
