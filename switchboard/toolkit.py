@@ -34,6 +34,7 @@ from typing import Any
 from faststream import FastStream
 from faststream.nats import NatsBroker
 
+from shared.broker import ReconnectingBroker
 from shared.tools import ToolRequest, tool_subject
 
 __all__ = ["QUEUE_GROUP", "ToolError", "ToolRequest", "ToolService"]
@@ -52,7 +53,7 @@ class ToolError(Exception):
 class ToolService:
     def __init__(self, broker: NatsBroker | None = None, *, queue: str = QUEUE_GROUP) -> None:
         servers = os.environ.get("NATS_URL", "nats://127.0.0.1:4222").split(",")
-        self.broker = broker or NatsBroker([s.strip() for s in servers if s.strip()])
+        self.broker = broker or ReconnectingBroker([s.strip() for s in servers if s.strip()])
         self._queue = queue
         self.names: list[str] = []
 

@@ -12,7 +12,7 @@ import socket
 
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import JStream, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 from nats.aio.msg import Msg
@@ -32,6 +32,7 @@ from shared import metrics
 from shared.admission import admissions_bucket
 from shared.agents import default_agent
 from shared.backlog import watch_backlog
+from shared.broker import ReconnectingBroker
 from shared.calls import IncomingCall
 from shared.events import CallEventPublisher
 from shared.logging import configure_logging
@@ -89,7 +90,7 @@ class Acceptor:
         )
         self.admission: Admission | None = None
         self._openai: AsyncOpenAI | None = None
-        self.broker = NatsBroker(
+        self.broker = ReconnectingBroker(  # reconnects after a server -ERR too
             settings.nats_servers,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,

@@ -227,7 +227,7 @@ class RealtimeSideband:
             async for raw in ws:
                 try:
                     event = json.loads(raw)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, RecursionError):  # absurd nesting included
                     continue
                 if not isinstance(event, dict):
                     continue
