@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 import httpx
 import nats
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client
 from prometheus_client import REGISTRY
 
@@ -17,9 +19,12 @@ import services.ingress.bodies
 import shared.http_timeouts
 from services.ingress.app import WEBHOOK_PATH
 from services.ingress.main import Ingress
+from services.ingress.webhook import bounded_sip_headers
+from shared.calls import MAX_SIP_HEADER_NAME, MAX_SIP_HEADER_VALUE, MAX_SIP_HEADERS
 from shared.control import control_subject
 from shared.nats_server import NatsServer
 from shared.streams import CALL_LEASES_BUCKET
+from shared.text import is_invisible
 from tests.services.ingress.conftest import (
     Signer,
     call_events,
@@ -222,3 +227,21 @@ async def test_a_client_too_slow_with_its_body_gets_408(
         answer = await reader.readuntil(b"\r\n")
     assert answer.startswith(b"HTTP/1.1 408")
     writer.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries({"name": st.text(), "value": st.text(max_size=2000)})
+        | st.dictionaries(st.text(max_size=5), st.text(max_size=5)),
+        max_size=80,
+    )
+)
+def test_any_sip_headers_come_out_bounded_and_visible(raw: list) -> None:
+    headers = bounded_sip_headers(raw)
+    assert len(headers) <= MAX_SIP_HEADERS
+    for header in headers:
+        assert len(header.name) <= MAX_SIP_HEADER_NAME
+        assert len(header.value) <= MAX_SIP_HEADER_VALUE
+        assert not any(is_invisible(c) for c in header.name + header.value)
+        header.model_dump_json()  # and they can be written to an event
