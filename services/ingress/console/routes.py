@@ -12,13 +12,13 @@
 | `POST /console/api/calls/{id}/{hangup,transfer,say}` | controller + CSRF: control commands |
 
 401 without a valid session; 403 for a viewer's action, a missing or forged CSRF token, or
-a cross-site `Origin`.
+a cross-site `Origin`. Bodies are capped while read (413, 408), untrusted JSON is
+depth-limited, and call ids follow the one rule (`shared.ids`; 404 otherwise).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +31,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from services.ingress.bodies import BodyRefused, read_capped
 from services.ingress.console import history
 from services.ingress.console.agents import AgentTargets
 from services.ingress.console.auth import (
@@ -44,10 +45,12 @@ from services.ingress.console.auth import (
     secure_cookie,
 )
 from services.ingress.console.feed import ConsoleFeed, sse
-from services.ingress.control import ControlApi, SayBody, TransferBody
+from services.ingress.control import MAX_BODY_BYTES, ControlApi, SayBody, TransferBody
 from shared import metrics
 from shared.events import CallEvent, event_subject
+from shared.ids import is_call_id
 from shared.settings import Settings
+from shared.untrusted import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,8 @@ def _json(body: object, status: int = 200) -> JSONResponse:
 
 
 def valid_call_id(call_id: str) -> bool:
-    return 0 < len(call_id) <= 128 and call_id.replace("_", "").isalnum()
+    """The one `call_id` rule (`shared.ids`): `isalnum` would take `rtc_é`, which KV refuses."""
+    return is_call_id(call_id)
 
 
 class Console:
@@ -139,14 +143,16 @@ class Console:
     async def signin(self, request: Request) -> Response:
         if not same_origin(request.headers.get("origin"), request.headers.get("host")):
             return _json({"error": "cross-site request refused"}, 403)
-        raw = await request.body()
+        try:
+            raw = await read_capped(request, MAX_SIGNIN_BYTES)
+        except BodyRefused as refused:
+            return _json({"error": refused.reason}, refused.status)
         token = ""
-        if len(raw) <= MAX_SIGNIN_BYTES:
-            try:
-                body = json.loads(raw)
-                token = body.get("token", "") if isinstance(body, dict) else ""
-            except ValueError:
-                pass
+        try:
+            body = parse_json(raw, max_bytes=MAX_SIGNIN_BYTES)  # untrusted: depth-limited
+            token = body.get("token", "") if isinstance(body, dict) else ""
+        except ValueError:
+            pass
         role = self.auth.role_of(token) if isinstance(token, str) and token else None
         if role is None:
             metrics.CONSOLE_SIGNINS.labels("refused").inc()
@@ -294,7 +300,12 @@ class Console:
             return refused
         if self._control is None:
             return _json({"error": "the control API is off"}, 403)
-        raw = await request.body() if _BODIES[action] is not None else b""
+        raw = b""
+        if _BODIES[action] is not None:
+            try:
+                raw = await read_capped(request, MAX_BODY_BYTES)
+            except BodyRefused as refused:
+                return _json({"error": refused.reason}, refused.status)
         response = await self._control.command(
             request.path_params["call_id"], action, _BODIES[action], raw
         )
