@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}", re.ASCII)  # whole, ASCII digits only
 _VISUAL_SEPARATORS = re.compile(r"[\s\-.()\[\]/]")
 _SCHEMES = ("sips:", "sip:", "tel:")
 
@@ -24,7 +24,7 @@ def to_e164(number: str) -> str | None:
         text = "+" + text[2:]
     elif text and not text.startswith("+"):
         text = "+" + text
-    return text if _E164.match(text) else None
+    return text if _E164.fullmatch(text) else None
 
 
 def user_part(header: str) -> str | None:

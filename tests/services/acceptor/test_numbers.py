@@ -39,3 +39,11 @@ def test_anything_not_clearly_a_number_is_none(header: str | None) -> None:
 def test_e164_of_profile_numbers() -> None:
     assert to_e164("+61 468 002 102") == "+61468002102"
     assert to_e164("not a number") is None
+
+
+@pytest.mark.parametrize(
+    "number", ["+٦١٤٦٨٠٠٢١٠٢", "+61468002102\u0663", "+\uff16\uff11\uff14\uff16\uff18"], ids=repr
+)
+def test_digits_of_other_scripts_are_not_a_number(number: str) -> None:
+    """Validated strings are matched whole, in ASCII: `\\d` alone takes Arabic-Indic digits."""
+    assert to_e164(number) is None
