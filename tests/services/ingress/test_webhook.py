@@ -211,7 +211,7 @@ def test_a_signed_body_that_is_not_an_event_is_400(body: bytes) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [None, {}, {"call_id": 7}, {"call_id": ""}, {"call_id": "rtc_a.b"}, {"call_id": "a" * 129}],
+    [None, {}, {"call_id": 7}, {"call_id": ""}, {"call_id": "rtc_a.b"}, {"call_id": "a" * 257}],
 )
 def test_an_incoming_call_without_a_usable_call_id_is_400(data: object) -> None:
     body = json.dumps({"type": CALL_INCOMING, "data": data}).encode()
