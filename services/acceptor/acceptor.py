@@ -9,6 +9,7 @@ while the call can still be answered, then hand the call to the session workers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from services.acceptor.probe import SidebandProbe
 from services.acceptor.sip_calls import Choice, SipCalls
 from shared import metrics
 from shared.agents import AgentProfile
+from shared.backoff import Backoff
 from shared.call_control import call_control
 from shared.calls import IncomingCall, SessionJob
 from shared.events import CallEventPublisher, EventType
@@ -37,7 +39,8 @@ from shared.streams import SESSION_JOB_SUBJECT, SESSIONS_STREAM
 
 log = logging.getLogger(__name__)
 
-RETRY_BASE_S = 0.1
+# A call-control request failing with 5xx/429/timeouts is retried until the call's deadline.
+CALL_CONTROL_RETRY = Backoff(first_s=0.1, max_s=2.0)
 # After an accept timed out, how often and how long past the deadline to ask the sideband
 # whether it went through.
 PROBE_PERIOD_S = 0.25
@@ -45,13 +48,13 @@ PROBE_GRACE_S = 3.0
 # How long the writes after a successful accept are retried in place before giving the
 # webhook back for redelivery.
 WRITE_RETRY_S = 20.0
+WRITE_BACKOFF = Backoff(first_s=0.05, max_s=1.0)
 # Never start a call-control request with less time than this left before the deadline.
 MIN_REQUEST_S = 0.05
 # A webhook whose handling failed (JetStream refusing writes while a leader is elected, say)
 # comes back after this delay, doubling per delivery up to the cap. Redelivered at once, it
 # spent all of its deliveries in a few milliseconds and the call was lost.
-REDELIVERY_FIRST_S = 0.1
-REDELIVERY_MAX_S = 1.0
+REDELIVERY = Backoff(first_s=0.1, max_s=1.0)
 
 AgentResolverFn = Callable[[IncomingCall], Awaitable[AgentProfile]]
 
@@ -268,7 +271,7 @@ class CallAcceptor:
             if not answer.retryable:
                 log.error("%s refused by OpenAI (%s): %s", endpoint, status, answer.message)
                 return _Result("refused", f"status {status}")
-            backoff = RETRY_BASE_S * 2 ** (attempt - 1)
+            backoff = CALL_CONTROL_RETRY.delay(attempt - 1)
             if time.time() + backoff + MIN_REQUEST_S >= deadline:
                 return _Result("deadline", f"{attempt} attempts, last {status}")
             log.warning("%s failed (%s), retrying in %.2fs", endpoint, status, backoff)
@@ -308,21 +311,20 @@ def _claim_value(call: IncomingCall, state: ClaimState, agent: AgentProfile | No
 
 def redelivery_delay(delivery: int) -> float:
     """How long a webhook whose `delivery`-th handling failed waits before the next one."""
-    return min(REDELIVERY_FIRST_S * 2 ** max(0, delivery - 1), REDELIVERY_MAX_S)
+    return REDELIVERY.delay(delivery - 1)
 
 
 async def _until_written(write: Callable[[], Awaitable[Any]]) -> None:
     """Retry a JetStream write after an accept (a leader election takes seconds); past
     `WRITE_RETRY_S`, raise: the webhook is redelivered and resumes from the claim."""
     give_up = time.monotonic() + WRITE_RETRY_S
-    backoff = 0.05
-    while True:
+    for attempt in itertools.count():
         try:
             await write()
             return
         except Exception as error:
+            backoff = WRITE_BACKOFF.delay(attempt)
             if time.monotonic() + backoff > give_up:
                 raise
             log.warning("write after accept failed (%s), retrying", type(error).__name__)
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 1.0)

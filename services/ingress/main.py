@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import logging
 
 from nats.aio.client import Client
@@ -22,6 +23,7 @@ from services.ingress.control import control_routes
 from services.ingress.publish import CallPublisher
 from services.ingress.webhook import WebhookVerifier
 from shared import metrics
+from shared.backoff import Backoff
 from shared.nats import ConnectionWatch, connect
 from shared.ops import HttpServer, ops_routes
 from shared.service import run
@@ -30,7 +32,7 @@ from shared.streams import declare_topology
 
 log = logging.getLogger(__name__)
 
-CONNECT_RETRY_S = 1.0
+CONNECT_RETRY = Backoff(first_s=0.1, max_s=1.0)
 NATS_DRAIN_TIMEOUT_S = 5.0
 
 
@@ -78,7 +80,7 @@ class Ingress:
         self._connecting = asyncio.create_task(self._connect())
 
     async def _connect(self) -> None:
-        while True:
+        for attempt in itertools.count():
             nc: Client | None = None
             watch = ConnectionWatch()  # a failed attempt's closed client is not ours to watch
             try:
@@ -94,7 +96,7 @@ class Ingress:
                 log.warning("nats not ready yet (%s); retrying", type(error).__name__)
                 if nc is not None:
                     await nc.close()
-                await asyncio.sleep(CONNECT_RETRY_S)
+                await asyncio.sleep(CONNECT_RETRY.delay(attempt))
         self._publisher = CallPublisher(js, timeout_s=PUBLISH_TIMEOUT_S)
         self._watch = watch
         self._nc = nc

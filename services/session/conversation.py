@@ -17,7 +17,7 @@ from typing import Literal
 
 from services.session.actions import CallActions, CallHooks
 from services.session.guards import CallGuards, GuardAction
-from services.session.journal import CallJournal, backoff, call_event
+from services.session.journal import CallJournal, call_event
 from services.session.lease import CallLease, LeaseLost
 from services.session.sideband import (
     AgentAudioCleared,
@@ -47,6 +47,7 @@ from services.session.tools import ToolRunner
 from services.session.turns import Turns, goodbye, greeting, idle_prompt
 from shared import metrics
 from shared.agents import BuiltinTool
+from shared.backoff import Backoff
 from shared.calls import SessionJob
 from shared.events import EndReason, EventType
 
@@ -54,9 +55,10 @@ log = logging.getLogger(__name__)
 
 # Re-attach after a dropped socket: the delay grows to a cap; after GIVE_UP_S of failures
 # (not "gone": that ends the call at once) the call is declared lost.
-REATTACH_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+REATTACH_BACKOFF = Backoff(first_s=0.05, max_s=2.0)
 REATTACH_GIVE_UP_S = 30.0
 HANGUP_ATTEMPTS = 3
+HANGUP_BACKOFF = Backoff(first_s=0.2, max_s=0.8)
 DEFAULT_GOODBYE_S = 10.0
 Handoff = Literal["handoff"]
 
@@ -146,7 +148,7 @@ class Conversation:
                 if time.monotonic() - failing_since >= REATTACH_GIVE_UP_S:
                     log.error("sideband unreachable, giving up: %s", error)
                     return EndReason.LOST
-                await asyncio.sleep(backoff(REATTACH_BACKOFF_S, failures))
+                await asyncio.sleep(REATTACH_BACKOFF.delay(failures))
                 failures += 1
                 reconnects += 1
                 continue
@@ -330,7 +332,7 @@ class Conversation:
             if status in ("200", "404"):  # 404: already gone, the call is over either way
                 break
             log.error("hangup failed with %s (try %d)", status, attempt + 1)
-            await asyncio.sleep(0.2 * (attempt + 1))
+            await asyncio.sleep(HANGUP_BACKOFF.delay(attempt))
         await self.sideband.close()
 
     async def _transfer(self, uri: str) -> str:

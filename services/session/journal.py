@@ -24,13 +24,14 @@ from services.session.history import CallHistory
 from services.session.lease import CallLease, LeaseLost
 from services.session.report import build_report
 from services.session.sideband import AgentTranscript, CallerTranscript, Dtmf
+from shared.backoff import Backoff
 from shared.events import CallEventPublisher, EventType, read_call_events
 
 log = logging.getLogger(__name__)
 
 # A NATS publish that fails is retried (same Nats-Msg-Id) after these delays, the last one
 # repeating, for as long as the lease holds.
-PUBLISH_RETRY_S = (0.1, 0.25, 0.5, 1.0)
+PUBLISH_RETRY = Backoff(first_s=0.1, max_s=1.0)
 RETRYABLE_NATS = (
     nats.errors.TimeoutError,
     nats.errors.NoRespondersError,
@@ -38,11 +39,6 @@ RETRYABLE_NATS = (
     NoStreamResponseError,
     asyncio.TimeoutError,
 )
-
-
-def backoff(schedule: tuple[float, ...], attempt: int) -> float:
-    """The delay before retry `attempt` (from 0): the schedule's last one repeats."""
-    return schedule[min(attempt, len(schedule) - 1)]
 
 
 def call_event(
@@ -79,7 +75,7 @@ class CallJournal:
                 return
             except RETRYABLE_NATS as error:
                 log.warning("event publish failed (%s), retrying", error.__class__.__name__)
-                await asyncio.sleep(backoff(PUBLISH_RETRY_S, attempt))
+                await asyncio.sleep(PUBLISH_RETRY.delay(attempt))
 
     async def history(self, delivery: int, tail: tuple[int, int] | None) -> CallHistory:
         """What earlier owners did; on the job's first delivery nobody had the call before,
