@@ -22,6 +22,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -35,4 +36,4 @@ screenshot: $(STAMP)
 	SWITCHBOARD_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q tests/services/ingress/console/test_browser.py
 
 clean:
-	rm -rf $(VENV) .switchboard .pytest_cache .ruff_cache
+	rm -rf $(VENV) .switchboard .pytest_cache .ruff_cache .mypy_cache

@@ -208,7 +208,9 @@ class AgentProfile(BaseModel):
 
     @field_validator("tools")
     @classmethod
-    def _unique_tools(cls, tools: list[FunctionTool | BuiltinTool]) -> list:
+    def _unique_tools(
+        cls, tools: list[FunctionTool | BuiltinTool]
+    ) -> list[FunctionTool | BuiltinTool]:
         seen: set[str] = set()
         for tool in tools:
             name = tool.name if isinstance(tool, FunctionTool) else tool.builtin
@@ -239,6 +241,7 @@ def live_default_agent(default: AgentProfile) -> AgentProfile:
     return AgentProfile(
         name=default.name,
         api="live",
+        model=LIVE_DEFAULT_MODEL,
         voice=default.voice if default.voice in LIVE_VOICES else "marin",
         instructions=default.instructions,
         greeting=default.greeting,

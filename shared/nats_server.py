@@ -30,7 +30,8 @@ def nats_server_binary() -> str:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class NatsServer:
@@ -131,4 +132,5 @@ class NatsServer:
 
     def monitor(self, path: str) -> bytes:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}{path}") as reply:
-            return reply.read()
+            body: bytes = reply.read()
+            return body

@@ -52,7 +52,7 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 def _wrong_branch(item: Any) -> bool:
     """An error that only says "this union member has another `type`"."""
-    return item["type"] == "literal_error" and item["loc"][-1:] == ("type",)
+    return bool(item["type"] == "literal_error" and item["loc"][-1:] == ("type",))
 
 
 def _first_error(error: ValidationError, prefix: tuple[Any, ...] = ()) -> SdkTypeError:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nats
+from nats.aio.msg import Msg
 
 from shared.events import CallEvent
 from shared.nats_server import NatsServer, free_port
@@ -168,7 +169,7 @@ async def _watch(stack: DevStack, expected: int, exit_when_done: bool) -> int:
     finished: dict[str, bool] = {}
     done = asyncio.Event()
 
-    async def on_event(msg: nats.aio.msg.Msg) -> None:
+    async def on_event(msg: Msg) -> None:
         event = CallEvent.model_validate_json(msg.data)
         line = format_event(event)
         if line:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from services.acceptor.live_accept import live_session_problem
 from services.acceptor.numbers import to_e164
@@ -103,7 +104,7 @@ def _line_of(loc: tuple[Any, ...], base: Path_, lines: dict[Path_, int]) -> tupl
     return lines.get(path, lines.get(base, 1)), path
 
 
-def _reason(error: dict[str, Any]) -> str:
+def _reason(error: ErrorDetails) -> str:
     message = str(error.get("msg", "invalid"))
     return message.removeprefix("Value error, ")
 
@@ -179,7 +180,7 @@ def parse_agents(
     return profiles
 
 
-def _whole_profile_field(error: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+def _whole_profile_field(error: ErrorDetails) -> tuple[tuple[Any, ...], str]:
     """A check of the whole profile names its field first (`voice: …`): point at its line."""
     reason = _reason(error)
     field, sep, rest = reason.partition(": ")

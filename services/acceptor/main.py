@@ -93,7 +93,8 @@ class Acceptor:
         self.broker = ReconnectingBroker(  # reconnects after a server -ERR too
             settings.nats_servers,
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            # faststream annotates it `int`; nats-py takes (and sleeps) any seconds.
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]
             middlewares=[NatsPrometheusMiddleware(registry=REGISTRY, app_name="acceptor")],
             logger=None,
         )

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from services.session.control import ControlReply
 from services.session.history import OpenTool
 from services.session.sideband import Speak
 from services.session.tasks import cancel_and_wait
@@ -38,6 +37,7 @@ from services.session.tools import (
 )
 from shared import metrics
 from shared.agents import BUILTIN_TOOL_NAMES, AgentProfile, FunctionTool
+from shared.control import ControlReply
 from shared.events import EndReason, EventType
 
 log = logging.getLogger(__name__)

@@ -69,7 +69,9 @@ class CallHistory:
 
 
 def _int(value: object, default: int) -> int:
+    if not isinstance(value, int | float | str):
+        return default
     try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return int(value)
+    except (ValueError, OverflowError):
         return default

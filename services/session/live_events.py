@@ -154,7 +154,9 @@ def _delegated(inner: Any) -> list[SidebandEvent]:
     if kind == "response.created":
         return [ResponseStarted()]
     if kind in _RESPONSE_ENDS:
-        response = inner.get("response") if isinstance(inner.get("response"), dict) else {}
+        response = inner.get("response")
+        if not isinstance(response, dict):
+            response = {}
         details = response.get("incomplete_details") or {}
         return [
             ResponseDone(

@@ -26,9 +26,9 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
-    for task in tasks:
-        if task is not None and not task.cancelled():
-            task.exception()  # retrieved: no "exception was never retrieved" warnings
+    for ended in tasks:
+        if ended is not None and not ended.cancelled():
+            ended.exception()  # retrieved: no "exception was never retrieved" warnings
 
 
 async def wait_a_while(event: asyncio.Event, timeout: float) -> None:

@@ -304,8 +304,8 @@ class Console:
         if _BODIES[action] is not None:
             try:
                 raw = await read_capped(request, MAX_BODY_BYTES)
-            except BodyRefused as refused:
-                return _json({"error": refused.reason}, refused.status)
+            except BodyRefused as too_big:
+                return _json({"error": too_big.reason}, too_big.status)
         response = await self._control.command(
             request.path_params["call_id"], action, _BODIES[action], raw
         )
