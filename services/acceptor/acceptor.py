@@ -90,7 +90,6 @@ class CallAcceptor:
         resolve_agent: AgentResolverFn,
         admission: Admission,
         deadline_s: float,
-        acceptor_id: str,
         reject_status: int = 486,
         request_timeout_s: float = 2.0,
         probe: SidebandProbe | None = None,
@@ -103,7 +102,6 @@ class CallAcceptor:
         self._resolve_agent = resolve_agent
         self._admission = admission
         self._deadline_s = deadline_s
-        self._acceptor_id = acceptor_id
         self._reject_status = reject_status
         self._request_timeout_s = request_timeout_s
         self._probe = probe

@@ -7,8 +7,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
@@ -73,7 +71,6 @@ class Acceptor:
     ) -> None:
         self.settings = settings
         self.options = options or AcceptorSettings()
-        self.acceptor_id = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         default = default_agent(settings)
         self.reloader: AgentsReloader | None = None
         directory = AgentDirectory.build(default, [])
@@ -165,7 +162,6 @@ class Acceptor:
             resolve_agent=self.resolver,
             admission=self.admission,
             deadline_s=self.settings.accept_deadline_s,
-            acceptor_id=self.acceptor_id,
             reject_status=self.options.switchboard_reject_sip_status,
             request_timeout_s=self.settings.openai_timeout_s,
             probe=SidebandProbe(self.settings),

@@ -28,7 +28,6 @@ class CallHistory:
     attempts: int = 0  # ownerships that attached so far (the next one is attempts + 1)
     greeted: bool = False  # a greeting was sent by an earlier owner
     ended_reason: str | None = None  # `call.ended` already published (by a dead owner)
-    reported: bool = False  # `call.report` already published
     # Tool calls an earlier owner started and never completed: the model still waits.
     open_tools: tuple[OpenTool, ...] = ()
 
@@ -41,7 +40,6 @@ class CallHistory:
         attempts = 0
         greeted = False
         ended_reason: str | None = None
-        reported = False
         called: dict[str, OpenTool] = {}
         completed: set[str] = set()
         for event in events:
@@ -52,8 +50,6 @@ class CallHistory:
                 greeted = greeted or bool(event.data.get("greeted", True))
             elif event.type == EventType.CALL_ENDED:
                 ended_reason = str(event.data.get("reason", "error"))
-            elif event.type == EventType.CALL_REPORT:
-                reported = True
             elif event.type == EventType.TOOL_CALLED:
                 tool_call_id = str(event.data.get("tool_call_id") or "")
                 if tool_call_id and tool_call_id not in called:
@@ -65,7 +61,7 @@ class CallHistory:
             elif event.type == EventType.TOOL_COMPLETED:
                 completed.add(str(event.data.get("tool_call_id") or ""))
         open_tools = tuple(t for i, t in called.items() if i not in completed)
-        return cls(attempts, greeted, ended_reason, reported, open_tools)
+        return cls(attempts, greeted, ended_reason, open_tools)
 
 
 def _int(value: object, default: int) -> int:

@@ -68,7 +68,7 @@ def test_history_sees_a_call_ended_by_a_dead_owner() -> None:
         _event(2, "call.ended", reason="caller_hangup"),
     ]
     history = CallHistory.from_events(events)
-    assert history.ended_reason == "caller_hangup" and not history.reported
+    assert history.ended_reason == "caller_hangup"
 
 
 def test_history_lists_the_tool_calls_nobody_answered() -> None:
