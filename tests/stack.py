@@ -12,7 +12,7 @@ import base64
 import os
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import nats
@@ -76,12 +76,15 @@ class EventLog:
     def of_type(self, call_id: str, type: str) -> list[CallEvent]:
         return [e for e in self.by_call[call_id] if e.type == type]
 
+    async def wait_until(self, predicate: Callable[[], object], timeout: float = 10.0) -> None:
+        """Until `predicate()` holds, checked again on each event (no polling, no sleep)."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
+
     async def wait_for(
         self, call_id: str, type: str, timeout: float = 10.0, count: int = 1
     ) -> None:
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(lambda: len(self.of_type(call_id, type)) >= count)
+        await self.wait_until(lambda: len(self.of_type(call_id, type)) >= count, timeout)
 
     async def wait_all(self, call_ids: Iterable[str], type: str, timeout: float = 20.0) -> None:
         for call_id in call_ids:

@@ -13,6 +13,7 @@ from faststream.exceptions import NackMessage
 from faststream.nats import JStream, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.prometheus import NatsPrometheusMiddleware
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from openai import AsyncOpenAI
 from prometheus_client import REGISTRY
@@ -96,6 +97,7 @@ class Acceptor:
             logger=None,
         )
         self._acceptor: CallAcceptor | None = None
+        self._nc: Client | None = None  # the broker's connection, once connected
         self._draining = False
         self.broker.subscriber(
             INCOMING_CALL_SUBJECT,
@@ -133,14 +135,13 @@ class Acceptor:
                 await keep_alive
 
     def is_ready(self) -> bool:
-        connection = self.broker._connection
-        ready = not self._draining and connection is not None and connection.is_connected
+        ready = not self._draining and self._nc is not None and self._nc.is_connected
         metrics.READY.set(ready)
         return ready
 
     async def start(self) -> None:
         await self.http.start()
-        nc = await self.broker.connect()
+        nc = self._nc = await self.broker.connect()
         js = nc.jetstream()
         await declare_topology(
             js,

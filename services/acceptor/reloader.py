@@ -105,6 +105,11 @@ class AgentsReloader:
             if identity(self.path) != self._seen:
                 self.reload()
 
+    @property
+    def signal_installed(self) -> bool:
+        """SIGHUP reloads: only where the loop runs in the main thread."""
+        return self._signal_installed
+
     async def stop(self) -> None:
         if self._signal_installed:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)

@@ -28,7 +28,6 @@ from typing import Any, Literal, Protocol
 
 import nats.errors
 from nats.aio.client import Client
-from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
@@ -189,11 +188,11 @@ class ToolRunner:
 
     @classmethod
     async def for_worker(
-        cls, js: JetStreamContext, worker: str, reply_max_bytes: int = DEFAULT_TOOL_REPLY_MAX_BYTES
+        cls, nc: Client, worker: str, reply_max_bytes: int = DEFAULT_TOOL_REPLY_MAX_BYTES
     ) -> ToolRunner:
-        """A runner on the worker's own connection (JetStreamContext keeps it as `_nc`)."""
-        runs = await js.key_value(TOOL_RUNS_BUCKET)
-        return cls(js._nc, runs, worker, reply_max_bytes=reply_max_bytes)
+        """A runner on the worker's own connection."""
+        runs = await nc.jetstream().key_value(TOOL_RUNS_BUCKET)
+        return cls(nc, runs, worker, reply_max_bytes=reply_max_bytes)
 
     async def claim(self, call_id: str, tool_call_id: str, name: str) -> bool:
         """For a built-in (end_call, transfer_call), which acts on the call itself: True

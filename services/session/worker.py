@@ -93,6 +93,11 @@ class SessionWorker:
     def free_slots(self) -> int:
         return 0 if self.draining else max(0, self.capacity - self.active_calls)
 
+    @property
+    def nc(self) -> Client | None:
+        """The worker's NATS connection, once started."""
+        return self._nc
+
     def is_connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
@@ -120,7 +125,7 @@ class SessionWorker:
             events=CallEventPublisher(js),
             openai_client=call_control_client(self.settings),
             tools=await ToolRunner.for_worker(
-                js, self.worker_id, self.settings.tool_reply_max_bytes
+                nc, self.worker_id, self.settings.tool_reply_max_bytes
             ),
         )
         self._slots = await js.key_value(WORKER_SLOTS_BUCKET)

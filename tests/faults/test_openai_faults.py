@@ -98,8 +98,7 @@ async def first_decision(stack: Stack, call_id: str, timeout: float = 20) -> str
     """The acceptor's first decision event for a call (accepted, failed, missed, rejected)."""
     decisions = ("call.accepted", "call.failed", "call.missed", "call.rejected")
     log = stack.events
-    async with asyncio.timeout(timeout), log._changed:
-        await log._changed.wait_for(lambda: any(t in decisions for t in log.types(call_id)))
+    await log.wait_until(lambda: any(t in decisions for t in log.types(call_id)), timeout)
     return next(t for t in log.types(call_id) if t in decisions)
 
 

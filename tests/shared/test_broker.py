@@ -23,8 +23,7 @@ async def test_a_broker_connection_the_server_closes_is_reestablished(
 
     await broker.start()
     try:
-        connection = broker._connection
-        assert connection is not None
+        connection = broker.connection
         try:
             await over_the_limit(connection)
         except Exception:  # the flush may meet the closing connection

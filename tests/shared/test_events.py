@@ -68,7 +68,7 @@ async def test_a_publisher_continues_after_a_restart(js) -> None:
     assert event is not None and event.seq == 2
 
 
-async def test_live_subscribers_see_each_stored_event_once(js) -> None:
+async def test_live_subscribers_see_each_stored_event_once(js, nats_server: NatsServer) -> None:
     """A publish JetStream refuses (a lost race, a repeated msg id) never reaches
     `calls.events.<call_id>`: subscribers there see exactly the stored events."""
     seen: list[int] = []
@@ -79,7 +79,8 @@ async def test_live_subscribers_see_each_stored_event_once(js) -> None:
         if len(seen) >= 41:
             got_all.set()
 
-    await js._nc.subscribe("calls.events.rtc_live", cb=on_event)
+    nc = await nats.connect(nats_server.url)  # a subscriber of its own, as any consumer
+    await nc.subscribe("calls.events.rtc_live", cb=on_event)
     left, right = CallEventPublisher(js), CallEventPublisher(js)
 
     async def publish_many(publisher: CallEventPublisher) -> None:
@@ -89,7 +90,8 @@ async def test_live_subscribers_see_each_stored_event_once(js) -> None:
 
     await asyncio.gather(publish_many(left), publish_many(right))
     await asyncio.wait_for(got_all.wait(), timeout=10)
-    await js._nc.flush()
+    await nc.flush()
+    await nc.close()
 
     assert seen == list(range(1, 42))  # 40 transcripts and one call.ended, in order
 

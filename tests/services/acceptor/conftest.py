@@ -8,7 +8,6 @@ arrival time exactly; session workers are represented by what they write to KV b
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -166,9 +165,7 @@ class Rig:
         def decided() -> list[str]:
             return [e.type for e in self.events.by_call[call.call_id] if e.type in DECISIONS]
 
-        async with asyncio.timeout(timeout):
-            async with self.events._changed:  # EventLog's condition: no polling, no sleep
-                await self.events._changed.wait_for(decided)
+        await self.events.wait_until(decided, timeout)
         return decided()[0]
 
     def decision(self, call: SimulatedCall) -> dict:

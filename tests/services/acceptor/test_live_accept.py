@@ -15,7 +15,6 @@ from nats.js.api import Header
 
 from services.acceptor.live_accept import live_session
 from shared.calls import IncomingCall, SessionJob, SipHeader
-from shared.nats_server import NatsServer
 from shared.streams import (
     INCOMING_CALL_SUBJECT,
     LIVE_INCOMING_CALL_SUBJECT,
@@ -24,6 +23,7 @@ from shared.streams import (
 )
 from simulator import CallerScript, Faults
 from simulator.live import LiveSession
+from switchboard.nats_server import NatsServer
 from tests.services.acceptor.conftest import AGENTS, Rig
 
 LIVE_NUMBER = "+61468002103"
@@ -79,9 +79,7 @@ async def decided(rig: Rig, call_id: str, types: tuple[str, ...]) -> str:
     def found() -> list[str]:
         return [e.type for e in rig.events.by_call[call_id] if e.type in types]
 
-    async with asyncio.timeout(15):
-        async with rig.events._changed:
-            await rig.events._changed.wait_for(found)
+    await rig.events.wait_until(found, 15)
     return found()[0]
 
 

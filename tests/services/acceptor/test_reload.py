@@ -55,7 +55,7 @@ async def test_a_bad_file_keeps_the_old_profiles_and_says_why(rig: Rig) -> None:
 
 async def test_sighup_reloads_now(rig: Rig) -> None:
     reloader = rig.acceptor.reloader
-    assert reloader is not None and reloader._signal_installed
+    assert reloader is not None and reloader.signal_installed
     before = reloader.reloads
     os.kill(os.getpid(), signal.SIGHUP)
     await reloader.wait_reloaded(before + reloader.failures + 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import nats
 import pytest
 
 from services.acceptor.main import Acceptor
@@ -16,14 +17,17 @@ from tests.stack import Stack
 
 async def webhooks_handled(stack: Stack, timeout: float) -> None:
     """Wait until the acceptors have taken and acknowledged every webhook published."""
-    assert stack.acceptor is not None and stack.acceptor.broker._connection is not None
-    js = stack.acceptor.broker._connection.jetstream()
-    async with asyncio.timeout(timeout):
-        while True:
-            info = await js.consumer_info(WEBHOOKS_STREAM, ACCEPTOR_CONSUMER)
-            if info.num_pending == 0 and info.num_ack_pending == 0:
-                return
-            await asyncio.sleep(0.05)  # polling JetStream's own state, with a timeout
+    nc = await nats.connect(stack.nats_url)
+    try:
+        js = nc.jetstream()
+        async with asyncio.timeout(timeout):
+            while True:
+                info = await js.consumer_info(WEBHOOKS_STREAM, ACCEPTOR_CONSUMER)
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    return
+                await asyncio.sleep(0.05)  # polling JetStream's own state, with a timeout
+    finally:
+        await nc.close()
 
 
 @pytest.mark.slow

@@ -210,11 +210,9 @@ def attaches(stack: Stack, call_id: str) -> list[CallEvent]:
 
 
 async def wait_attached_by(stack: Stack, call_id: str, worker: str, timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
-        async with stack.events._changed:
-            await stack.events._changed.wait_for(
-                lambda: any(e.data.get("worker") == worker for e in attaches(stack, call_id))
-            )
+    await stack.events.wait_until(
+        lambda: any(e.data.get("worker") == worker for e in attaches(stack, call_id)), timeout
+    )
 
 
 GUARDED_AGENTS = """

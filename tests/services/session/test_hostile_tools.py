@@ -60,8 +60,7 @@ async def hostile(nats_server: NatsServer) -> AsyncIterator[HostileTools]:
 
 
 async def run_record(bench: CallBench, call_id: str, tool_call_id: str) -> ToolRun:
-    assert bench._nc is not None
-    runs: KeyValue = await bench._nc.jetstream().key_value(TOOL_RUNS_BUCKET)
+    runs: KeyValue = await bench.nc.jetstream().key_value(TOOL_RUNS_BUCKET)
     entry = await runs.get(run_key(call_id, tool_call_id))
     assert entry.value is not None
     return ToolRun.model_validate_json(entry.value)
@@ -84,8 +83,8 @@ async def test_a_reply_just_under_nats_limit_is_refused_and_the_worker_keeps_nat
     assert json.loads(outputs_sent(call)[0]["output"]) == {"error": completed[0].data["error"]}
     assert "Done huge." in call.agent_transcripts  # the model was told and went on
     # The worker never lost NATS, and serves the next call as well.
-    assert worker._nc is not None and worker._nc.is_connected
-    assert worker._nc.stats["reconnects"] == 0
+    assert worker.nc is not None and worker.nc.is_connected
+    assert worker.nc.stats["reconnects"] == 0
     following = await bench.call(asks("ok"), agent())
     await bench.events.wait_for(following.call_id, "call.report", timeout=30)
     assert "output" in bench.events.of_type(following.call_id, "tool.completed")[0].data

@@ -63,7 +63,7 @@ async def test_a_worker_cut_off_from_nats_longer_than_its_lease_fails_liveness(
 async def test_a_worker_whose_nats_client_is_closed_fails_liveness_at_once(
     service: SessionService,
 ) -> None:
-    assert service.worker._nc is not None
-    await service.worker._nc.close()  # wedged: this client will never reconnect
+    assert service.worker.nc is not None
+    await service.worker.nc.close()  # wedged: this client will never reconnect
     assert await status(service, "/healthz") == 503
     assert await status(service, "/readyz") == 503

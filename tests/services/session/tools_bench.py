@@ -69,6 +69,12 @@ class CallBench:
             await self._nc.close()
         await self.events.stop()
 
+    @property
+    def nc(self) -> Client:
+        """The bench's own NATS connection (publishing jobs, reading buckets)."""
+        assert self._nc is not None
+        return self._nc
+
     async def call(self, script: CallerScript, agent: AgentProfile) -> SimulatedCall:
         """Ring, accept with `agent`, and hand the call to the session workers."""
         assert self._nc is not None
