@@ -36,8 +36,8 @@ from typing import Any
 import httpx
 
 from bench.machine import percentile, save, table
-from shared.nats_server import NatsServer, free_port
 from simulator import CallerScript, SimulatedCall, Simulator
+from switchboard.nats_server import NatsServer, free_port
 
 API_KEY = "sk-bench-" + "k" * 24
 WEBHOOK_PATH = "/api/voice/realtime-webhook"

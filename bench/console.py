@@ -148,8 +148,8 @@ async def _reader(base: str, stop: asyncio.Event) -> None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from playwright.async_api import async_playwright, expect
 
-    from shared.nats_server import NatsServer, free_port
-    from tests.stack import new_webhook_secret
+    from switchboard.nats_server import NatsServer, free_port
+    from switchboard.stack import new_webhook_secret
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

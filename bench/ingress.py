@@ -199,8 +199,8 @@ def _phase(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from shared.nats_server import NatsServer, free_port
-    from tests.stack import new_webhook_secret
+    from switchboard.nats_server import NatsServer, free_port
+    from switchboard.stack import new_webhook_secret
 
     secret = new_webhook_secret()
     port = free_port()

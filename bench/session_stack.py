@@ -1,5 +1,5 @@
 """What the session benchmarks share: a real nats-server, the in-process ingress, acceptor
-and simulator (`tests.stack.Stack`), and session workers as real `switchboard session`
+and simulator (`switchboard.stack.Stack`), and session workers as real `switchboard session`
 processes that a benchmark can SIGKILL or SIGTERM and whose RSS it can read."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import httpx
 import nats
 
 from shared.events import CallEvent
-from shared.nats_server import NatsServer, free_port
-from tests.stack import API_KEY, Stack
+from switchboard.nats_server import NatsServer, free_port
+from switchboard.stack import API_KEY, Stack
 
 
 class WorkerProcess:

@@ -27,8 +27,8 @@ import nats
 from nats.aio.msg import Msg
 
 from shared.events import CallEvent
-from shared.nats_server import NatsServer, free_port
 from switchboard.console import TERMINAL_TYPES, format_event, is_success
+from switchboard.nats_server import NatsServer, free_port
 
 _PR_SET_PDEATHSIG = 1
 # In a checkout, the demo uses the example agents (the salon) and its tool service.

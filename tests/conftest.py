@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.nats_server import NatsServer
+from switchboard.nats_server import NatsServer
 from tests.stack import Stack
 
 

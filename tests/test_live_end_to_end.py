@@ -11,8 +11,8 @@ import pytest
 from faststream.nats import NatsBroker
 
 from examples.salon_tools import salon_service
-from shared.nats_server import NatsServer
 from simulator import CallerScript, Faults
+from switchboard.nats_server import NatsServer
 from tests.stack import Stack
 
 LIVE_NUMBER = "+61468002103"

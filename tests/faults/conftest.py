@@ -23,8 +23,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from shared.events import CallEvent, read_call_events
-from shared.nats_server import NatsServer, free_port
 from shared.streams import declare_topology
+from switchboard.nats_server import NatsServer, free_port
 from tests.stack import Stack
 
 CLUSTER_SIZE = 3

@@ -14,7 +14,6 @@ from __future__ import annotations
 import nats
 
 from shared.events import CALL_EVENTS_STREAM
-from shared.nats_server import NatsServer
 from shared.streams import (
     ACCEPTOR_ACK_WAIT_S,
     ACCEPTOR_CONSUMER,
@@ -23,6 +22,7 @@ from shared.streams import (
     declare_topology,
 )
 from simulator import Faults
+from switchboard.nats_server import NatsServer
 from tests.faults.test_openai_faults import CONVERSATION, running
 from tests.stack import Stack, deliveries
 

@@ -26,9 +26,9 @@ import pytest
 from nats.js.errors import NoKeysError
 
 from services.session.tools import ToolRun
-from shared.nats_server import NatsServer
 from shared.streams import TOOL_RUNS_BUCKET
 from simulator import CallerScript, SimulatedCall
+from switchboard.nats_server import NatsServer
 from tests.faults.conftest import WorkerProcess, count, stream_events
 from tests.hostile_tools import HOSTILE_REPLIES, HostileTools
 from tests.stack import Stack

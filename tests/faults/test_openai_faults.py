@@ -19,8 +19,8 @@ import nats
 import yaml
 from nats.aio.msg import Msg
 
-from shared.nats_server import NatsServer
 from simulator import CallerScript, Faults, SimulatedCall
+from switchboard.nats_server import NatsServer
 from tests.stack import Stack
 
 CONVERSATION = CallerScript.model_validate(

@@ -23,9 +23,9 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.js.errors import NoKeysError
 
-from shared.nats_server import NatsServer
 from shared.streams import CALL_LEASES_BUCKET
 from simulator import CallerScript, SimulatedCall
+from switchboard.nats_server import NatsServer
 from tests.faults.conftest import WorkerProcess, count, stream_events
 from tests.stack import Stack
 

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import yaml
 
-from shared.nats_server import free_port
+from switchboard.nats_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_FILE = REPO / "deploy/prometheus/rules/switchboard.yml"

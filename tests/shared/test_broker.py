@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from shared.broker import ReconnectingBroker
-from shared.nats_server import NatsServer
+from switchboard.nats_server import NatsServer
 from tests.services.session.conftest import until
 from tests.shared.test_nats import over_the_limit
 

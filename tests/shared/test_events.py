@@ -9,8 +9,8 @@ import nats
 import pytest
 
 from shared.events import CallEventPublisher, EventType, read_call_events
-from shared.nats_server import NatsServer
 from shared.streams import declare_topology
+from switchboard.nats_server import NatsServer
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import nats
 from nats.aio.msg import Msg
 
 from shared.nats import ConnectionWatch, connect
-from shared.nats_server import NatsServer
+from switchboard.nats_server import NatsServer
 from tests.services.session.conftest import until
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import nats
 
-from shared.nats_server import NatsServer
 from shared.streams import (
     CALL_LEASES_BUCKET,
     SESSION_CONSUMER,
@@ -12,6 +11,7 @@ from shared.streams import (
     WEBHOOKS_STREAM,
     declare_topology,
 )
+from switchboard.nats_server import NatsServer
 
 
 async def test_declaring_twice_is_harmless_and_keeps_messages(nats_server: NatsServer) -> None:

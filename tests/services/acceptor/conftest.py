@@ -23,10 +23,10 @@ from nats.js.api import Header
 from services.acceptor.config import AcceptorSettings
 from services.acceptor.main import Acceptor
 from shared.calls import IncomingCall, SipHeader
-from shared.nats_server import NatsServer
 from shared.settings import Settings
 from shared.streams import INCOMING_CALL_SUBJECT, WEBHOOKS_STREAM, WORKER_SLOTS_BUCKET
 from simulator import CallerScript, Faults, SimulatedCall, Simulator
+from switchboard.nats_server import NatsServer
 from tests.stack import API_KEY, EventLog, new_webhook_secret
 
 DECISIONS = ("call.accepted", "call.rejected", "call.missed", "call.failed")

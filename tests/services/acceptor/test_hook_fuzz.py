@@ -20,7 +20,7 @@ from services.acceptor.hook import RESOLVE_SUBJECT, AgentResolver
 from shared.agents import AgentProfile
 from shared.calls import IncomingCall, SipHeader
 from shared.limits import MAX_HOOK_REPLY_BYTES
-from shared.nats_server import NatsServer
+from switchboard.nats_server import NatsServer
 
 
 def profile(name: str, *numbers: str) -> AgentProfile:

@@ -9,9 +9,9 @@ import nats
 import pytest
 
 from services.acceptor.main import Acceptor
-from shared.nats_server import NatsServer
 from shared.streams import ACCEPTOR_CONSUMER, WEBHOOKS_STREAM
 from simulator import CallerScript, Faults
+from switchboard.nats_server import NatsServer
 from tests.stack import Stack
 
 

@@ -27,9 +27,9 @@ from prometheus_client import REGISTRY
 from services.ingress.app import WEBHOOK_PATH
 from services.ingress.main import Ingress
 from shared.events import CALL_EVENTS_STREAM, CallEvent, read_call_events
-from shared.nats_server import NatsServer
 from shared.settings import Settings
 from shared.streams import WEBHOOKS_STREAM
+from switchboard.nats_server import NatsServer
 
 
 def new_secret() -> str:

@@ -13,9 +13,9 @@ from nats.aio.client import Client
 
 from services.ingress.main import Ingress
 from shared.control import ControlCommand, ControlReply, control_subject
-from shared.nats_server import NatsServer
 from shared.settings import Settings
 from shared.streams import CALL_LEASES_BUCKET
+from switchboard.nats_server import NatsServer
 from tests.stack import new_webhook_secret
 
 TOKEN = "ctl-" + "t" * 32

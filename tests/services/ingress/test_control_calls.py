@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from shared.nats_server import NatsServer
 from simulator import CallerScript, Faults
+from switchboard.nats_server import NatsServer
 from tests.stack import Stack
 
 TOKEN = "ctl-" + "s" * 32

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from prometheus_client import REGISTRY
 
 from services.ingress.main import Ingress
-from shared.nats_server import NatsServer
+from switchboard.nats_server import NatsServer
 from tests.services.ingress.conftest import ingress_settings, new_secret
 from tests.services.ingress.test_hostile_input import own
 

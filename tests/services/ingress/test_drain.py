@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 
 from services.ingress.app import WEBHOOK_PATH
 from services.ingress.main import Ingress
-from shared.nats_server import NatsServer, free_port
+from switchboard.nats_server import NatsServer, free_port
 from tests.services.ingress.conftest import (
     Signer,
     call_events,

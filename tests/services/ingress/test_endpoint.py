@@ -14,7 +14,7 @@ from nats.js.api import Header
 from services.ingress.app import WEBHOOK_PATH
 from services.ingress.main import Ingress
 from shared.events import CALL_EVENTS_STREAM, CallEvent, journal_subject
-from shared.nats_server import NatsServer, free_port
+from switchboard.nats_server import NatsServer, free_port
 from tests.services.ingress.conftest import (
     Signer,
     call_events,

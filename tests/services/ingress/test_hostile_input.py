@@ -22,9 +22,9 @@ from services.ingress.main import Ingress
 from services.ingress.webhook import bounded_sip_headers
 from shared.calls import MAX_SIP_HEADER_NAME, MAX_SIP_HEADER_VALUE, MAX_SIP_HEADERS
 from shared.control import control_subject
-from shared.nats_server import NatsServer
 from shared.streams import CALL_LEASES_BUCKET
 from shared.text import is_invisible
+from switchboard.nats_server import NatsServer
 from tests.services.ingress.conftest import (
     Signer,
     call_events,

@@ -10,7 +10,7 @@ import httpx
 from nats.js import JetStreamContext
 
 from services.ingress.main import Ingress
-from shared.nats_server import NatsServer
+from switchboard.nats_server import NatsServer
 from tests.services.ingress.conftest import (
     Signer,
     call_events,

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from shared.events import CallEvent
-from shared.nats_server import NatsServer, free_port
 from simulator import CallerScript, SimulatedCall
+from switchboard.nats_server import NatsServer, free_port
 from tests.stack import API_KEY, Stack
 
 # Small lease and ack-wait so failover happens in a few seconds.

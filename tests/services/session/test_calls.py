@@ -15,8 +15,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from shared.events import CALL_EVENTS_STREAM
-from shared.nats_server import NatsServer
 from simulator import CallerScript
+from switchboard.nats_server import NatsServer
 from tests.services.session.conftest import (
     QUIET_LINE,
     SHORT_LINE,

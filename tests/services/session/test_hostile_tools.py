@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 
 from services.session.tools import ToolRun, run_key
 from shared.agents import AgentProfile
-from shared.nats_server import NatsServer
 from shared.streams import TOOL_RUNS_BUCKET
 from simulator import CallerScript
+from switchboard.nats_server import NatsServer
 from tests.hostile_tools import HostileTools, hostile_tool
 from tests.services.session.tools_bench import CallBench, outputs_sent
 

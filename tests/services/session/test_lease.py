@@ -10,7 +10,6 @@ import pytest
 from nats.js import JetStreamContext
 
 from services.session.lease import CallLease
-from shared.nats_server import NatsServer
 from shared.streams import (
     CALL_LEASES_BUCKET,
     SESSION_CONSUMER,
@@ -18,6 +17,7 @@ from shared.streams import (
     declare_topology,
 )
 from simulator import CallerScript
+from switchboard.nats_server import NatsServer
 from tests.stack import Stack, deliveries
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from services.session.tools import INTERRUPTED
 from services.session.worker import SessionWorker
-from shared.nats_server import NatsServer
 from simulator import CallerScript, Faults
+from switchboard.nats_server import NatsServer
 from tests.services.session.conftest import WorkerProcess, assert_seq_continuous, until
 from tests.services.session.live_bench import (
     RECEPTION,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.nats_server import NatsServer
 from simulator import CallerScript
 from simulator.live import LiveSession
+from switchboard.nats_server import NatsServer
 from tests.services.session.conftest import (
     FAST_FAILOVER,
     Workers,

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from services.session.main import SessionService
-from shared.nats_server import NatsServer
 from shared.settings import Settings
+from switchboard.nats_server import NatsServer
 from tests.services.session.conftest import until
 
 LEASE_TTL_S = 1

@@ -18,7 +18,7 @@ import pytest
 
 from services.session.tasks import cancel_and_wait
 from services.session.worker import SessionWorker
-from shared.nats_server import NatsServer
+from switchboard.nats_server import NatsServer
 from tests.services.session.conftest import STAYS_ON, until
 from tests.stack import Stack
 

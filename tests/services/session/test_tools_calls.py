@@ -17,8 +17,8 @@ from examples.salon_tools import salon_service
 from services.session.tools import INTERRUPTED
 from services.session.worker import SessionWorker
 from shared.agents import AgentProfile, BuiltinTool, FunctionTool
-from shared.nats_server import NatsServer
 from simulator import CallerScript, Faults
+from switchboard.nats_server import NatsServer
 from switchboard.toolkit import ToolRequest, ToolService
 from tests.services.session.conftest import WorkerProcess, until
 from tests.services.session.tools_bench import CallBench, outputs_sent, wait_ended

@@ -25,8 +25,8 @@ from services.session.tools import (
     run_key,
 )
 from shared.limits import DEFAULT_TOOL_REPLY_MAX_BYTES
-from shared.nats_server import NatsServer
 from shared.streams import TOOL_RUNS_BUCKET, declare_topology
+from switchboard.nats_server import NatsServer
 from tests.services.session.test_tools_runner import Recorder
 
 json_values = st.recursive(

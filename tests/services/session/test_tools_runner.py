@@ -23,8 +23,8 @@ from services.session.tools import (
     run_key,
 )
 from shared.events import EventType
-from shared.nats_server import NatsServer
 from shared.streams import TOOL_RUNS_BUCKET, declare_topology
+from switchboard.nats_server import NatsServer
 from switchboard.toolkit import ToolError, ToolRequest, ToolService
 
 

@@ -15,8 +15,8 @@ from faststream.nats import NatsBroker
 from playwright.async_api import Browser, async_playwright
 
 from examples.salon_tools import salon_service
-from shared.nats_server import NatsServer
 from simulator import Faults
+from switchboard.nats_server import NatsServer
 from tests.stack import Stack
 
 VIEW_TOKEN = "view-" + "v" * 32

@@ -13,8 +13,8 @@ from nats.aio.client import Client
 
 from services.ingress.console.feed import QUEUE_FRAMES, ConsoleFeed
 from shared.events import CallEventPublisher
-from shared.nats_server import NatsServer
 from shared.streams import CALL_LEASES_BUCKET, declare_topology
+from switchboard.nats_server import NatsServer
 from tests.services.ingress.conftest import metric
 
 SIP = [

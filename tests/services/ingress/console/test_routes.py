@@ -15,7 +15,7 @@ import pytest
 
 from services.ingress.main import Ingress
 from shared.events import CallEventPublisher
-from shared.nats_server import NatsServer
+from switchboard.nats_server import NatsServer
 from tests.services.ingress.conftest import (
     ingress_settings,
     metric,

