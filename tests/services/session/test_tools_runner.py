@@ -13,6 +13,7 @@ import nats
 import pytest
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
+from nats.js.kv import KeyValue
 
 from examples.salon_tools import salon_service
 from services.session.tools import (
@@ -152,16 +153,40 @@ async def test_bad_arguments_never_reach_the_service(runner, counting_service) -
     assert counting_service["requests"] == []
 
 
+class WatchedRuns:
+    """The tool_runs bucket as one runner sees it: tells when that runner read a run that
+    was still running (it is then waiting for another runner's result)."""
+
+    def __init__(self, runs: KeyValue) -> None:
+        self._runs = runs
+        self.saw_running = asyncio.Event()
+
+    async def create(self, key: str, value: bytes) -> int:
+        return await self._runs.create(key, value)
+
+    async def update(self, key: str, value: bytes, last: int | None = None) -> int:
+        return await self._runs.update(key, value, last=last)
+
+    async def get(self, key: str) -> KeyValue.Entry:
+        entry = await self._runs.get(key)
+        if entry.value and ToolRun.model_validate_json(entry.value).state == "running":
+            self.saw_running.set()
+        return entry
+
+
 async def test_one_run_per_tool_call_id_even_when_asked_at_once(
     nc, runner, counting_service
 ) -> None:
-    other_worker = ToolRunner(nc, await nc.jetstream().key_value(TOOL_RUNS_BUCKET), "worker-b")
+    runs = WatchedRuns(await nc.jetstream().key_value(TOOL_RUNS_BUCKET))
+    other_worker = ToolRunner(nc, runs, "worker-b")  # type: ignore[arg-type]
     first_events, second_events = Recorder(), Recorder()
     first = asyncio.create_task(runner.run(call("lookup", {"q": "x", "slow": True}), first_events))
-    # The duplicate arrives while the first run is still waiting for the tool.
     await asyncio.wait_for(counting_service["asked"].wait(), 10)
     second = asyncio.create_task(other_worker.run(call("lookup", {"q": "x", "slow": True}),
                                                   second_events))  # fmt: skip
+    # The duplicate found the first run still running: it waits for it, asking nobody.
+    await asyncio.wait_for(runs.saw_running.wait(), 10)
+    assert not second.done()
     counting_service["release"].set()
     results = await asyncio.gather(first, second)
     later = await runner.run(call("lookup", {"q": "x"}), Recorder())
