@@ -20,6 +20,7 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.specification import AsyncAPI
 
 from services.acceptor.hook import RESOLVE_SUBJECT, ResolveReply, ResolveRequest
+from shared.admission import ADMISSIONS_BUCKET
 from shared.calls import IncomingCall, SessionJob
 from shared.control import CONTROL_SUBJECT_PREFIX, ControlCommand, ControlReply
 from shared.events import (
@@ -58,6 +59,7 @@ each stored event once to `{CALL_EVENTS_SUBJECT}.<call_id>`).
 KV buckets: `{CALL_CLAIMS_BUCKET}` (call id -> the acceptor's claim: one accept per call),
 `{CALL_LEASES_BUCKET}` (call id -> owning session worker, TTL'd lease),
 `{WORKER_SLOTS_BUCKET}` (worker id -> free slots, TTL'd, for admission control),
+`{ADMISSIONS_BUCKET}` (per-agent calls and recent slot reservations, for admission control),
 `{TOOL_RUNS_BUCKET}` (call and tool call id -> run record: one run per tool call),
 `{SIP_CALLS_BUCKET}` (hashed SIP Call-ID -> the API that answers a call offered to both).
 

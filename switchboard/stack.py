@@ -29,6 +29,9 @@ from shared.settings import Settings
 from simulator import Faults, Simulator
 
 API_KEY = "sk-test-" + "k" * 24
+# The name of the EventLog's NATS connection: tests that look at the services' own
+# connections (on the server's monitoring port) leave it out.
+EVENT_LOG_CONNECTION = "stack-event-log"
 
 
 def new_webhook_secret() -> str:
@@ -45,7 +48,7 @@ class EventLog:
         self._nc: Client | None = None
 
     async def start(self, nats_url: str) -> None:
-        self._nc = await nats.connect(nats_url)
+        self._nc = await nats.connect(nats_url, name=EVENT_LOG_CONNECTION)
 
         async def on_event(msg: Msg) -> None:
             event = CallEvent.model_validate_json(msg.data)
