@@ -61,8 +61,39 @@ def objects(overlay: str) -> list[dict[str, Any]]:
     return render(f"overlays/{overlay}")
 
 
-def test_both_overlays_exist() -> None:
-    assert {"production", "local"} <= set(OVERLAYS), OVERLAYS
+# What each overlay is for (docs/production.md, "Layout"): the kinds of objects it adds to
+# the base and the replicas it runs (None: the count is KEDA's, not the manifest's).
+OVERLAY_PURPOSE: dict[str, tuple[set[str], dict[str, int | None]]] = {
+    # + KEDA ScaledObject, ServiceMonitors, webhook Ingress, agent profiles
+    "production": (
+        {"ScaledObject", "ServiceMonitor", "Ingress", "ConfigMap"},
+        {"switchboard-ingress": 3, "switchboard-acceptor": 2, "switchboard-session": None},
+    ),
+    # + the simulator; 1 ingress, 1 acceptor, 2 workers; no KEDA nor Prometheus Operator
+    "local": (
+        {"Deployment", "Service", "NetworkPolicy", "ConfigMap"},
+        {
+            "switchboard-ingress": 1,
+            "switchboard-acceptor": 1,
+            "switchboard-session": 2,
+            "switchboard-simulator": 1,
+        },
+    ),
+}
+
+
+def test_each_overlay_adds_what_it_is_for(overlay: str, objects: list[dict[str, Any]]) -> None:
+    # Every overlay is described (and so every described one is tested by each parametrized
+    # test here): one that vanished or appeared unannounced fails.
+    assert set(OVERLAYS) == set(OVERLAY_PURPOSE), OVERLAYS
+    kinds, replicas = OVERLAY_PURPOSE[overlay]
+    base = {(o["kind"], o["metadata"]["name"]) for o in render("base")}
+    added = {o["kind"] for o in objects if (o["kind"], o["metadata"]["name"]) not in base}
+    assert added == kinds, f"{overlay} adds {added}, not {kinds}"
+    running = {
+        o["metadata"]["name"]: o["spec"].get("replicas") for o in of_kind(objects, "Deployment")
+    }
+    assert running == replicas
 
 
 def test_base_renders() -> None:
