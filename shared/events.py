@@ -57,6 +57,7 @@ class EventType(StrEnum):
     TRANSFER_FAILED = "transfer.failed"
     CALL_ENDED = "call.ended"
     CALL_REPORT = "call.report"
+    RESPONSE_FAILED = "response.failed"
 
 
 class EndReason(StrEnum):

@@ -96,6 +96,21 @@ CALL_DURATION_SECONDS = Histogram(
 SIDEBAND_EVENTS = Counter(
     "switchboard_sideband_events_total", "Sideband events received, by type", ["type"]
 )
+TRANSCRIPTIONS_FAILED = Counter(
+    "switchboard_transcriptions_failed_total",
+    "Caller turns OpenAI could not transcribe (published as transcript.caller failed)",
+)
+RESPONSES_NOT_COMPLETED = Counter(
+    "switchboard_responses_not_completed_total",
+    "Model responses that ended otherwise than completed, by status (failed, incomplete, "
+    "cancelled)",
+    ["status"],
+)
+SESSION_MISMATCHES = Counter(
+    "switchboard_session_mismatches_total",
+    "Session settings OpenAI reports differently from what the agent asked for, by field",
+    ["field"],
+)
 EVENT_PUBLISH_SECONDS = Histogram(
     "switchboard_event_publish_seconds",
     "Time from a sideband event's arrival to its call event being durable in JetStream",
@@ -163,3 +178,5 @@ for _endpoint in ("accept", "reject", "hangup", "refer"):
     OPENAI_REQUEST_SECONDS.labels(_endpoint)
 for _kind in ("first", "reattach"):
     SESSION_ATTACH_SECONDS.labels(_kind)
+for _status in ("failed", "incomplete", "cancelled"):
+    RESPONSES_NOT_COMPLETED.labels(_status)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 _DTMF_DIGITS = set("0123456789*#ABCD")
-_ACTIONS = ("say", "tool_call", "pause", "dtmf", "chatter", "hangup")
+_ACTIONS = ("say", "barge_in", "tool_call", "pause", "dtmf", "chatter", "hangup")
 
 
 class ScriptError(ValueError):
@@ -39,12 +39,24 @@ class Chatter(BaseModel):
     duration_s: float = Field(gt=0)
 
 
+class BargeIn(BaseModel):
+    """The caller talks over the agent: once its audio has played `after_s`, the caller
+    says `say` (OpenAI cuts the agent's audio and answers)."""
+
+    model_config = ConfigDict(extra="forbid")
+    say: str = Field(min_length=1)
+    after_s: float = Field(default=0.2, ge=0)
+
+
 class Step(BaseModel):
     """One caller action; exactly one of the action fields is set."""
 
     model_config = ConfigDict(extra="forbid")
     say: str | None = None
+    barge_in: BargeIn | None = None
     reply: str | None = None
+    # With `say`: OpenAI fails to transcribe the turn (`…transcription.failed`).
+    transcription_fails: bool | None = None
     tool_call: ToolCall | None = None
     pause: float | None = Field(default=None, ge=0)
     dtmf: str | None = None
@@ -65,8 +77,10 @@ class Step(BaseModel):
             raise ValueError(
                 f"a step needs exactly one of {', '.join(_ACTIONS)}; got {actions or 'none'}"
             )
-        if self.reply is not None and actions[0] not in ("say", "tool_call"):
-            raise ValueError("reply is only allowed with say or tool_call")
+        if self.reply is not None and actions[0] not in ("say", "barge_in", "tool_call"):
+            raise ValueError("reply is only allowed with say, barge_in or tool_call")
+        if self.transcription_fails is not None and actions[0] != "say":
+            raise ValueError("transcription_fails is only allowed with say")
         if self.hangup is False:
             raise ValueError("hangup: false does nothing; remove the step")
         return self

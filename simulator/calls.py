@@ -75,10 +75,24 @@ class SimulatedCall:
         self._timers: list[asyncio.TimerHandle] = []
         self._driver: asyncio.Task[None] | None = None
         self.sockets = SidebandSockets()
-        self.model = SimulatedModel(self.sockets, script, host.spawn, self._said)
+        self.model = SimulatedModel(
+            self.sockets,
+            script,
+            host.spawn,
+            lambda: host.faults,
+            self._said,
+            idle_timeout_ms=lambda: self.sideband.idle_timeout_ms,
+            mark=self.mark,
+        )
         self.sideband = SidebandProtocol(self.sockets, self.model, self.notify)
         self.caller = ScriptedCaller(
-            call_id, script, self.sockets, self.model, live=lambda: self.live, hang_up=self.hang_up
+            call_id,
+            script,
+            self.sockets,
+            self.model,
+            live=lambda: self.live,
+            hang_up=self.hang_up,
+            transcribing=lambda: self.sideband.transcribing,
         )
 
     def __repr__(self) -> str:
@@ -175,11 +189,11 @@ class SimulatedCall:
             self.notify()
             return
         self.accept_body = body
-        self.sideband.start_session(body)
+        self.sideband.start_session(body, transcription=not self._host.faults.transcription_off)
         self._set_state("accepted")
         loop = asyncio.get_running_loop()
         cap = self._host.faults.session_cap_s
-        self._timers.append(loop.call_later(cap, self.finish, "ended", "session_cap", False))
+        self._timers.append(loop.call_later(cap, lambda: self._host.spawn(self._expire())))
 
     def reject(self, status_code: int) -> None:
         self.reject_status = status_code
@@ -215,6 +229,15 @@ class SimulatedCall:
         self.sockets.end_all(abort=abort, spawn=self._host.spawn)
         self._set_state(state)
         self._host.call_finished(self)
+
+    async def _expire(self) -> None:
+        """OpenAI's session cap: an error on the sideband, then the call ends."""
+        await self.sockets.error(
+            "session_expired",
+            "Your session hit the maximum duration of 60 minutes.",
+            event_type="invalid_request_error",
+        )
+        self.finish("ended", "session_cap", False)
 
     def _set_state(self, state: CallState) -> None:
         self.state = state

@@ -41,3 +41,14 @@ class Faults(BaseModel):
         "does is undocumented. Re-attaching after a drop always works on a live call.",
     )
     session_cap_s: float = Field(default=3600.0, gt=0, description="OpenAI's 60-minute cap")
+    fail_responses: int = Field(
+        default=0, ge=0, description="fail the first N responses the worker asks for"
+    )
+    fail_responses_with: Literal["failed", "incomplete"] = Field(
+        default="failed", description="how they fail: an error, or cut at max_output_tokens"
+    )
+    transcription_off: bool = Field(
+        default=False,
+        description="the session OpenAI reports has no input transcription (a configuration "
+        "that did not take): no caller transcripts come",
+    )

@@ -1,5 +1,9 @@
 """The person on the line: plays a `CallerScript` step by step against the simulated model.
 
+A caller turn is OpenAI's server-VAD stream for it: speech started and stopped, the audio
+committed, the user item added and done, then its transcription (deltas and completed,
+or failed) when the session transcribes.
+
 The caller starts once the greeting has played (or after `greeting_wait_s`) and only
 starts a step while a sideband is attached and the model is quiet, so a worker that
 re-attaches finds the script where it was left.
@@ -30,6 +34,7 @@ class ScriptedCaller:
         *,
         live: Callable[[], bool],
         hang_up: Callable[[], Awaitable[None]],
+        transcribing: Callable[[], bool],
     ) -> None:
         self._call_id = call_id
         self._script = script
@@ -37,6 +42,7 @@ class ScriptedCaller:
         self._model = model
         self._live = live
         self._hang_up = hang_up
+        self._transcribing = transcribing  # the session transcribes caller audio
         self.step_index = 0  # next script step; survives re-attach
 
     async def run(self) -> None:
@@ -48,8 +54,9 @@ class ScriptedCaller:
         steps = self._script.steps
         while self.step_index < len(steps) and self._live():
             await self._sockets.attached.wait()
-            await self._model.idle.wait()
             step = steps[self.step_index]
+            if step.barge_in is None:
+                await self._model.idle.wait()
             self.step_index += 1
             await self._play(step)
 
@@ -58,30 +65,14 @@ class ScriptedCaller:
         action = step.action
         if action == "say":
             assert step.say is not None
-            item_id = new_id("item")
-            await emit(
-                {
-                    "type": "input_audio_buffer.speech_started",
-                    "audio_start_ms": 0,
-                    "item_id": item_id,
-                }
-            )
-            await emit(
-                {
-                    "type": "input_audio_buffer.speech_stopped",
-                    "audio_end_ms": 1000,
-                    "item_id": item_id,
-                }
-            )
-            await emit(
-                {
-                    "type": "conversation.item.input_audio_transcription.completed",
-                    "item_id": item_id,
-                    "content_index": 0,
-                    "transcript": step.say,
-                }
-            )
+            await self._turn(step.say, barge_in=False, fails=bool(step.transcription_fails))
             # Server VAD: the model answers on its own.
+            await asyncio.wait({self._model.answer(step.reply or self._script.default_reply)})
+        elif action == "barge_in":
+            assert step.barge_in is not None
+            await self._model.playing.wait()
+            await asyncio.sleep(step.barge_in.after_s)
+            await self._turn(step.barge_in.say, barge_in=True, fails=False)
             await asyncio.wait({self._model.answer(step.reply or self._script.default_reply)})
         elif action == "tool_call":
             assert step.tool_call is not None
@@ -111,6 +102,60 @@ class ScriptedCaller:
             await self._chatter(step.chatter.rate, step.chatter.duration_s)
         elif action == "hangup":
             await self._hang_up()
+
+    async def _turn(self, text: str, *, barge_in: bool, fails: bool) -> None:
+        """One caller turn as OpenAI's server VAD reports it, in its order."""
+        emit = self._sockets.emit
+        item_id = new_id("item")
+        self._model.caller_spoke()
+        await emit(
+            {"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": item_id}
+        )
+        if barge_in:
+            await self._model.barge_in()
+        await emit(
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 1000, "item_id": item_id}
+        )
+        await emit({"type": "input_audio_buffer.committed", "item_id": item_id})
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        await emit({"type": "conversation.item.added", "item": item})
+        await emit({"type": "conversation.item.done", "item": item})
+        if not self._transcribing():
+            return
+        where = {"item_id": item_id, "content_index": 0}
+        if fails:
+            error = {
+                "type": "transcription_error",
+                "code": "audio_unintelligible",
+                "message": "The audio could not be transcribed.",
+                "param": None,
+            }
+            await emit(
+                {
+                    "type": "conversation.item.input_audio_transcription.failed",
+                    **where,
+                    "error": error,
+                }
+            )
+            return
+        await emit(
+            {"type": "conversation.item.input_audio_transcription.delta", **where, "delta": text}
+        )
+        await emit(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                **where,
+                "transcript": text,
+                "usage": {"type": "duration", "seconds": 1.0},
+            }
+        )
 
     async def _chatter(self, rate: float, duration_s: float) -> None:
         """A stream of small server events (benchmarks load the worker with it)."""

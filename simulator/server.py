@@ -134,6 +134,7 @@ class Simulator:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
         return task
 
     def call_finished(self, call: SimulatedCall) -> None:
@@ -317,3 +318,9 @@ class Simulator:
         finally:
             call.detach(ws)
         return ws
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """A simulator task that failed is a simulator bug (an event OpenAI's types refuse, say)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("simulator task failed", exc_info=task.exception())

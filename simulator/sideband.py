@@ -3,6 +3,7 @@ event does, and the errors OpenAI answers with (GA event names only)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,14 +30,24 @@ class SidebandProtocol:
             "output_audio_buffer.clear": self._audio_clear,
         }
 
-    def start_session(self, accept_body: dict[str, Any]) -> None:
-        """The call was accepted with `accept_body`: the session holds its configuration."""
-        self.session = {
-            "type": "realtime",
-            "object": "realtime.session",
-            "id": new_id("sess"),
-            **{k: v for k, v in accept_body.items() if k != "type"},
-        }
+    def start_session(self, accept_body: dict[str, Any], *, transcription: bool = True) -> None:
+        """The call was accepted with `accept_body`: the session holds its configuration
+        (without input transcription when it did not take: `transcription=False`)."""
+        self.session = copy.deepcopy(accept_body)
+        if not transcription:
+            self.session.get("audio", {}).get("input", {}).pop("transcription", None)
+
+    @property
+    def transcribing(self) -> bool:
+        """Caller audio is transcribed (the session has an input transcription model)."""
+        return bool(self.session.get("audio", {}).get("input", {}).get("transcription"))
+
+    @property
+    def idle_timeout_ms(self) -> int | None:
+        """Server VAD's idle timeout, when the session sets one."""
+        turn = self.session.get("audio", {}).get("input", {}).get("turn_detection") or {}
+        value = turn.get("idle_timeout_ms") if turn.get("type") == "server_vad" else None
+        return value if isinstance(value, int) else None
 
     async def session_created(self) -> None:
         """The first event on every socket."""

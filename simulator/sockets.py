@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from shared.openai_shapes import check_server_event, has_event_id
+
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
 
 
@@ -45,6 +47,7 @@ class SidebandSockets:
     def __init__(self) -> None:
         self._conns: dict[web.WebSocketResponse, _Conn] = {}
         self.attached = asyncio.Event()  # set while at least one socket is attached
+        self.sent_types: set[str] = set()  # every event type emitted (contract tests)
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -68,10 +71,14 @@ class SidebandSockets:
             self.attached.clear()
 
     async def emit(self, event: dict[str, Any]) -> None:
-        """Send a server event to every attached socket; with none attached it is lost."""
+        """Send a server event to every attached socket; with none attached it is lost.
+        An event OpenAI's types refuse is never sent: `ShapeError` (a simulator bug)."""
+        if has_event_id(event["type"]):
+            event = {"event_id": new_id("event"), **event}
+        check_server_event(event)
+        self.sent_types.add(event["type"])
         if not self._conns:
             return
-        event = {"event_id": new_id("event"), **event}
         data = json.dumps(event)
         for conn in list(self._conns.values()):
             if conn.ws.closed:
@@ -82,14 +89,20 @@ class SidebandSockets:
                 pass
 
     async def error(
-        self, code: str, message: str, param: str | None = None, event_id: str | None = None
+        self,
+        code: str,
+        message: str,
+        param: str | None = None,
+        event_id: str | None = None,
+        *,
+        event_type: str = "invalid_request_error",
     ) -> None:
         """An `error` server event in OpenAI's shape."""
         await self.emit(
             {
                 "type": "error",
                 "error": {
-                    "type": "invalid_request_error",
+                    "type": event_type,
                     "code": code,
                     "message": message,
                     "param": param,

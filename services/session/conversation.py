@@ -16,6 +16,7 @@ import time
 from typing import Literal
 
 from services.session.actions import CallActions, CallHooks
+from services.session.agreement import differences
 from services.session.guards import CallGuards, GuardAction
 from services.session.journal import CallJournal, call_event
 from services.session.lease import CallLease, LeaseLost
@@ -29,9 +30,11 @@ from services.session.sideband import (
     CallGone,
     Command,
     Dtmf,
+    IdlePrompted,
     ResponseConflict,
     ResponseDone,
     ResponseStarted,
+    SessionConfigured,
     SessionExpiring,
     Sideband,
     SidebandError,
@@ -50,6 +53,7 @@ from shared.agents import BuiltinTool
 from shared.backoff import Backoff
 from shared.calls import SessionJob
 from shared.events import EndReason, EventType
+from shared.logging import fields
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,9 @@ class Conversation:
         self._hangup_after_audio: EndReason | None = None  # once the agent stops talking
         self._hangup_deadline: float | None = None  # monotonic; hang up even if still talking
         self._session_expired = False
+        self._openai_prompting = False  # OpenAI's own idle prompt is playing
+        self._regreeted = False
+        self._mismatches: set[str] = set()  # session fields already reported different
         self._wake = asyncio.Event()  # re-plan the timers
         # Tools, transfers and operator commands (services/session/actions.py).
         self.actions = CallActions(
@@ -213,30 +220,29 @@ class Conversation:
         return None
 
     async def _on_event(self, event: SidebandEvent) -> EndReason | None:
+        """What one event of the call means for it; an end reason when it is over."""
         if isinstance(event, CallerTranscript | AgentTranscript | Dtmf):
-            arrived = time.perf_counter()
-            if not isinstance(event, AgentTranscript):
-                self.guards.caller_active(time.time())
-            await self.journal.publish(*call_event(event))
-            metrics.EVENT_PUBLISH_SECONDS.observe(time.perf_counter() - arrived)
+            await self._record(event)
         elif isinstance(event, ToolCallRequested):
             # Run as a task (the socket must keep being read); answered via _answer_tool.
             self.actions.tool_call(event.tool_call_id, event.name, event.arguments)
         elif isinstance(event, ResponseStarted):
             self.turns.response_started()
-            self.guards.agent_started(time.time())
+            if not self._openai_prompting:  # OpenAI's own idle prompt is no activity
+                self.guards.agent_started(time.time())
         elif isinstance(event, ResponseDone):
-            await self._send(self.turns.response_done())
+            await self._response_done(event)
         elif isinstance(event, ResponseConflict):
             self.turns.conflict()
         elif isinstance(event, AgentAudioStopped | AgentAudioCleared):
-            self.guards.agent_finished(time.time())
-            self._wake.set()
-            if self._hangup_after_audio is not None and not self.turns.responding:
-                await self._hang_up(self._hangup_after_audio)
+            await self._audio_ended(cut=isinstance(event, AgentAudioCleared))
         elif isinstance(event, CallerSpeechStarted):
             self.guards.caller_active(time.time())
             self._wake.set()
+        elif isinstance(event, IdlePrompted):
+            self._openai_prompting = True
+        elif isinstance(event, SessionConfigured):
+            self._check_session(event)
         elif isinstance(event, SessionExpiring):
             self._session_expired = True
         elif isinstance(event, SidebandError):
@@ -244,6 +250,64 @@ class Conversation:
         elif isinstance(event, CallEnded):
             return await self._call_left(event.cause)
         return None
+
+    async def _record(self, event: CallerTranscript | AgentTranscript | Dtmf) -> None:
+        """A transcript or a key press becomes a call event (caller ones are activity)."""
+        arrived = time.perf_counter()
+        if not isinstance(event, AgentTranscript):
+            self.guards.caller_active(time.time())
+        if isinstance(event, CallerTranscript) and event.failed:
+            metrics.TRANSCRIPTIONS_FAILED.inc()
+            code = (event.error or {}).get("code")
+            log.warning("caller turn not transcribed: %s", code, extra=fields(item=event.item_id))
+        await self.journal.publish(*call_event(event))
+        metrics.EVENT_PUBLISH_SECONDS.observe(time.perf_counter() - arrived)
+
+    async def _response_done(self, done: ResponseDone) -> None:
+        """The next turn goes out; a response that failed is reported, a greeting that
+        failed is asked for once more (a call must not stay silent)."""
+        answered, commands = self.turns.response_done()
+        if done.status != "completed":
+            metrics.RESPONSES_NOT_COMPLETED.labels(done.status).inc()
+        if done.status in ("failed", "incomplete"):
+            purpose = answered.purpose if answered is not None else None
+            log.warning(
+                "response %s (%s): %s",
+                done.status,
+                purpose or "the model's own",
+                done.error or done.reason,
+            )
+            data = {"status": done.status, "reason": done.reason, "error": done.error}
+            data["purpose"] = purpose
+            await self.journal.publish(
+                EventType.RESPONSE_FAILED, {k: v for k, v in data.items() if v is not None}
+            )
+            if answered is not None and answered.purpose == "greeting" and not self._regreeted:
+                self._regreeted = True
+                commands += self.turns.speak(answered)
+        elif done.status == "cancelled" and self._hangup_after_audio is not None:
+            # The goodbye was cut before its audio played (the caller talked): end now.
+            await self._hang_up(self._hangup_after_audio)
+            return
+        await self._send(commands)
+
+    async def _audio_ended(self, *, cut: bool) -> None:
+        """The agent's audio stopped playing, or was cut (the caller talked over it). A
+        pending hang-up goes now: after the goodbye played, or at once when it was cut."""
+        if not self._openai_prompting:
+            self.guards.agent_finished(time.time())
+        self._openai_prompting = False
+        self._wake.set()
+        pending = self._hangup_after_audio
+        if pending is not None and (cut or not self.turns.responding):
+            await self._hang_up(pending)
+
+    def _check_session(self, session: SessionConfigured) -> None:
+        for name in differences(self.job.agent, session):
+            if name not in self._mismatches:
+                self._mismatches.add(name)
+                metrics.SESSION_MISMATCHES.labels(name).inc()
+                log.warning("session %s is not what the agent asked for", name)
 
     async def _call_left(self, cause: str = "unknown") -> EndReason:
         if self.actions.call_left():  # our REFER worked: the call left us

@@ -33,6 +33,7 @@ from services.session.sideband import (
     ResponseStatus,
     SessionConfigured,
     SessionExpiring,
+    SessionField,
     SidebandError,
     SidebandEvent,
     SidebandRefused,
@@ -143,7 +144,7 @@ def translate(event: dict[str, Any]) -> SidebandEvent | None:
         return IdlePrompted()
     if kind in ("session.created", "session.updated"):
         session = event.get("session")
-        return SessionConfigured(session if isinstance(session, dict) else {})
+        return _session(session) if isinstance(session, dict) else None
     if kind == "error":
         error = event.get("error") or {}
         code = str(error.get("code") or "")
@@ -167,6 +168,31 @@ def _response_done(response: Any) -> ResponseDone:
         reason=str(details["reason"]) if details.get("reason") else None,
         error=_error(details.get("error")),
     )
+
+
+def _session(session: dict[str, Any]) -> SessionConfigured:
+    """What a Realtime session says of the settings an agent asks for."""
+    reported: dict[SessionField, str | None] = {}
+    if isinstance(session.get("model"), str):
+        reported["model"] = session["model"]
+    if isinstance(session.get("instructions"), str):
+        reported["instructions"] = session["instructions"]
+    audio = session.get("audio")
+    if isinstance(audio, dict):
+        output, input_ = audio.get("output") or {}, audio.get("input") or {}
+        if isinstance(output, dict) and isinstance(output.get("voice"), str):
+            reported["voice"] = output["voice"]
+        if isinstance(input_, dict):
+            transcription = input_.get("transcription")
+            reported["transcription"] = (
+                str(transcription.get("model")) if isinstance(transcription, dict) else None
+            )
+            if "turn_detection" in input_:
+                turn = input_["turn_detection"]
+                reported["turn_detection"] = (
+                    str(turn.get("type")) if isinstance(turn, dict) else None
+                )
+    return SessionConfigured(reported)
 
 
 def client_event(command: Command) -> dict[str, Any]:

@@ -95,11 +95,17 @@ class IdlePrompted:
     """OpenAI prompted a silent caller on its own (not caller activity)."""
 
 
+SessionField = Literal["model", "voice", "instructions", "transcription", "turn_detection"]
+
+
 @dataclass(frozen=True)
 class SessionConfigured:
-    """The session as OpenAI reports it (created or updated), to compare with the agent."""
+    """The session as OpenAI reports it (created or updated), in the agent's terms, to
+    compare with what the agent asked for. Only the fields the API reports are present;
+    None means off (no transcription, no turn detection). `transcription` is the model's
+    name, `turn_detection` its type."""
 
-    session: dict[str, Any] = field(default_factory=dict)
+    reported: dict[SessionField, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

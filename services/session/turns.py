@@ -83,10 +83,12 @@ class Turns:
     def response_started(self) -> None:
         self.responding = True
 
-    def response_done(self) -> list[Command]:
+    def response_done(self) -> tuple[Speak | None, list[Command]]:
+        """The request the response answered (None: one we did not ask for), and what
+        goes out now."""
+        answered, self._in_flight = self._in_flight, None
         self.responding = False
-        self._in_flight = None
-        return self._next()
+        return answered, self._next()
 
     def conflict(self) -> None:
         """Our request met a running response: it goes again after that one."""

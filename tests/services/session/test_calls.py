@@ -170,7 +170,9 @@ async def test_an_event_the_journal_cannot_take_yet_is_published_late_not_lost(
                 {
                     "type": "conversation.item.input_audio_transcription.completed",
                     "item_id": "item_during_outage",
+                    "content_index": 0,
                     "transcript": "Can I bring my dog?",
+                    "usage": {"type": "duration", "seconds": 1.0},
                 }
             )
             await until(lambda: caplog.text.count("event publish failed") >= 6, timeout=20)

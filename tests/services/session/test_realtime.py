@@ -92,8 +92,14 @@ def test_tool_calls_responses_audio_and_errors() -> None:
     assert translate(expired) == SessionExpiring()
     other = translate({"type": "error", "error": {"code": "bad", "message": "m"}})
     assert other == SidebandError("bad", "m")
-    session = {"type": "realtime", "model": "gpt-realtime"}
-    assert translate({"type": "session.updated", "session": session}) == SessionConfigured(session)
+    session = {
+        "type": "realtime",
+        "model": "gpt-realtime",
+        "audio": {"input": {"turn_detection": None}, "output": {"voice": "marin"}},
+    }
+    assert translate({"type": "session.updated", "session": session}) == SessionConfigured(
+        {"model": "gpt-realtime", "voice": "marin", "transcription": None, "turn_detection": None}
+    )
     assert translate({"type": "rate_limits.updated"}) is None
 
 

@@ -18,9 +18,9 @@ def test_the_greeting_goes_first_and_requests_wait_for_the_running_response() ->
     assert turns.attached(HELLO) == [HELLO]
     turns.response_started()
     assert turns.speak(Speak("idle_prompt", "Say: hello?")) == []
-    assert turns.response_done() == [SAY]
-    assert turns.response_done() == [Speak("idle_prompt", "Say: hello?")]
-    assert turns.response_done() == []
+    assert turns.response_done()[1] == [SAY]
+    assert turns.response_done()[1] == [Speak("idle_prompt", "Say: hello?")]
+    assert turns.response_done()[1] == []
 
 
 def test_tool_outputs_wait_for_the_response_that_asked_then_go_with_one_continue() -> None:
@@ -31,8 +31,8 @@ def test_tool_outputs_wait_for_the_response_that_asked_then_go_with_one_continue
     assert turns.tool_output(ToolOutput("b", "2")) == []
     turns.speak(SAY)
     # Outputs before queued requests: the model is waiting for them.
-    assert turns.response_done() == [ToolOutput("a", "1"), ToolOutput("b", "2"), CONTINUE]
-    assert turns.response_done() == [SAY]
+    assert turns.response_done()[1] == [ToolOutput("a", "1"), ToolOutput("b", "2"), CONTINUE]
+    assert turns.response_done()[1] == [SAY]
 
 
 def test_an_output_with_no_response_running_goes_at_once() -> None:
@@ -46,7 +46,7 @@ def test_a_request_refused_as_a_conflict_goes_again_after_the_running_response()
     assert turns.attached(HELLO) == [HELLO]
     turns.conflict()  # a response started by the caller's speech was running
     assert turns.responding
-    assert turns.response_done() == [HELLO]
+    assert turns.response_done()[1] == [HELLO]
 
 
 def test_commands_the_socket_did_not_take_go_after_re_attach() -> None:
@@ -58,7 +58,7 @@ def test_commands_the_socket_did_not_take_go_after_re_attach() -> None:
     assert turns.speak(SAY) == []
     # A new socket: no response known; the output and its continue first, then the rest.
     assert turns.attached() == [ToolOutput("a", "1"), CONTINUE]
-    assert turns.response_done() == [SAY]
+    assert turns.response_done()[1] == [SAY]
 
 
 def test_only_the_continue_unsent_is_sent_alone() -> None:
@@ -76,7 +76,7 @@ def test_an_api_without_conflicts_speaks_at_once() -> None:
     turns.response_started()
     assert turns.speak(SAY) == [SAY]
     assert turns.tool_output(ToolOutput("a", "1")) == []
-    assert turns.response_done() == [ToolOutput("a", "1"), CONTINUE]
+    assert turns.response_done()[1] == [ToolOutput("a", "1"), CONTINUE]
 
 
 # -- invariants -----------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def test_one_response_at_a_time_and_every_output_sent_once(steps: list[tuple]) -
             turns.response_started()
         elif step[0] == "done":
             outstanding = False
-            send(turns.response_done())
+            send(turns.response_done()[1])
         elif step[0] == "conflict":
             outstanding = False
             turns.conflict()
@@ -140,7 +140,7 @@ def test_one_response_at_a_time_and_every_output_sent_once(steps: list[tuple]) -
     # Let every response end: everything asked for goes out.
     for _ in range(speaks + len(asked_outputs) + 2):
         outstanding = False
-        send(turns.response_done())
+        send(turns.response_done()[1])
     sent_outputs = [c.tool_call_id for c in out if isinstance(c, ToolOutput)]
     assert sorted(sent_outputs) == sorted(asked_outputs)
     for index, command in enumerate(out):
