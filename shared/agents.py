@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
+from openai.types.realtime.audio_transcription_param import AudioTranscriptionParam
+from openai.types.realtime.realtime_audio_input_turn_detection_param import (
+    RealtimeAudioInputTurnDetectionParam,
+)
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -130,8 +134,10 @@ class AgentProfile(BaseModel):
     voice: str = Field(min_length=1)
     instructions: str
     greeting: str
-    transcription: dict[str, Any] | None = None
-    turn_detection: dict[str, Any] | None = Field(
+    # Values are held to the SDK's own types (what OpenAI's API takes), names to what a
+    # SIP accept takes, so a bad value fails at load with its line, not as a dead call.
+    transcription: AudioTranscriptionParam | None = None
+    turn_detection: RealtimeAudioInputTurnDetectionParam | None = Field(
         default_factory=lambda: {"type": "semantic_vad", "eagerness": "auto"}
     )
     tools: list[Tool] = Field(default_factory=list)
@@ -169,12 +175,12 @@ class AgentProfile(BaseModel):
             check_realtime_values(self)
         return self
 
-    @field_validator("turn_detection")
+    @field_validator("turn_detection", mode="before")
     @classmethod
-    def _sip_turn_detection(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _sip_turn_detection(cls, value: Any) -> Any:
         """Null turns VAD off; otherwise only what a SIP accept takes."""
-        if value is None:
-            return None
+        if not isinstance(value, dict):
+            return value  # None, or a wrong type the SDK's type names
         for field in value:
             if field in SIP_REFUSED_TURN_DETECTION:
                 raise ValueError(VAD_TUNING_REASON.format(field=field))
@@ -191,11 +197,11 @@ class AgentProfile(BaseModel):
             raise ValueError(f"eagerness must be one of {', '.join(sorted(_EAGERNESS))}")
         return value
 
-    @field_validator("transcription")
+    @field_validator("transcription", mode="before")
     @classmethod
-    def _sip_transcription(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
+    def _sip_transcription(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
         if "format" in value:
             raise ValueError(AUDIO_FORMAT_REASON)
         unknown = sorted(set(value) - _TRANSCRIPTION_FIELDS)

@@ -1,11 +1,11 @@
-"""OpenAI's shapes, checked with the openai SDK's own types: the one source of truth.
+"""OpenAI's Realtime shapes, checked with the openai SDK's own types: the one source of truth.
 
-The SDK's types are generated from OpenAI's OpenAPI spec. Its models accept unknown fields
-and its request params are TypedDicts nobody checks at run time, so "valid" here is
-stricter than the SDK is by itself: every required field present, every value of its type
-and every field known (at any depth). Used by the acceptor (the accept body), the session
-worker (agent profile values, client events), the simulator (every server event it sends)
-and the contract tests.
+Which SDK type a value is checked against lives here (the accept body: `CallAcceptParams`;
+a client event: the member of `RealtimeClientEventParam` its `type` names; a server event:
+the member of `RealtimeServerEvent`); how strictly is `shared/sdk_types.py` (every required
+field, no coercion, no field the SDK lacks at any depth), shared with the GPT-Live side.
+Used by the acceptor (the accept body), the session worker (client events), the simulator
+(every server event it sends, every accept body it receives) and the contract tests.
 """
 
 from __future__ import annotations
@@ -13,21 +13,13 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from openai import BaseModel as SdkModel
 from openai.types.realtime import RealtimeClientEventParam, RealtimeServerEvent
 from openai.types.realtime.call_accept_params import CallAcceptParams
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
-_FORBID = ConfigDict(extra="forbid")
+from shared.sdk_types import SdkTypeError, check_model, check_params
 
-
-class ShapeError(ValueError):
-    """A value OpenAI's types refuse; `where` is its dotted path, `reason` why."""
-
-    def __init__(self, where: str, reason: str) -> None:
-        super().__init__(f"{where}: {reason}" if where else reason)
-        self.where = where
-        self.reason = reason
+ShapeError = SdkTypeError  # `path` is where, `reason` why; "unknown field" for one OpenAI lacks
 
 
 def _members(union: Any) -> list[Any]:
@@ -57,32 +49,9 @@ def _by_type(kind: str) -> dict[str, Any]:
     return table
 
 
-@cache
-def _adapter(param: Any) -> TypeAdapter[Any]:
-    # A TypedDict takes no config of its own; inside a list it does (and passes it down).
-    return TypeAdapter(list[param], config=_FORBID)
-
-
-def _reason(error: ValidationError, skip: int = 1) -> ShapeError:
-    """The most telling of pydantic's errors: not a union branch the value never meant."""
-    errors = error.errors()
-    telling = [e for e in errors if not (e["type"] == "literal_error" and e["loc"][-1] == "type")]
-    first = (telling or errors)[0]
-    where = ".".join(str(part) for part in first["loc"][skip:] if not _is_branch(part))
-    return ShapeError(where, first["msg"])
-
-
-def _is_branch(part: Any) -> bool:
-    """pydantic names the union branch it tried in `loc` (a class name): not a field."""
-    return isinstance(part, str) and part[:1].isupper()
-
-
 def check_param(param: Any, value: Any) -> None:
     """`value` as the SDK's request param type `param` (a TypedDict) takes it, strictly."""
-    try:
-        _adapter(param).validate_python([value])
-    except ValidationError as error:
-        raise _reason(error) from None
+    check_params(param, value)
 
 
 def check_accept_body(body: Any) -> None:
@@ -99,31 +68,13 @@ def check_client_event(event: Any) -> None:
     check_param(param, event)
 
 
-def check_server_event(event: Any) -> SdkModel:
+def check_server_event(event: Any) -> BaseModel:
     """A sideband server event, as `RealtimeServerEvent`, with no field the SDK lacks."""
     kind = event.get("type") if isinstance(event, dict) else None
     model = _by_type("server").get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ShapeError("type", f"not a Realtime server event: {kind!r}")
-    try:
-        parsed = model.model_validate(event)
-    except ValidationError as error:
-        raise _reason(error, skip=0) from None
-    _no_extra(parsed, "")
-    return parsed  # type: ignore[no-any-return]
-
-
-def _no_extra(value: Any, where: str) -> None:
-    if isinstance(value, BaseModel):
-        extra = value.model_extra or {}
-        if extra:
-            name = next(iter(extra))
-            raise ShapeError(f"{where}.{name}".lstrip("."), "not a field of OpenAI's type")
-        for name in type(value).model_fields:
-            _no_extra(getattr(value, name), f"{where}.{name}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _no_extra(item, f"{where}[{index}]")
+    return check_model(model, event)
 
 
 def has_event_id(kind: str) -> bool:

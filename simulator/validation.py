@@ -1,21 +1,17 @@
 """Strict validation of the accept body, as picky as OpenAI is on the SIP path.
 
-OpenAI answers unknown fields with `400 Unknown parameter: '<path>'.`, and a few fields that
-the schema allows are refused (or silently break the call) on SIP. A lenient stand-in would let
-exactly those bugs through, so the simulator refuses them with the same error shape.
-
-The allowed fields come from OpenAI's own schema (`RealtimeSessionCreateRequestGA`), copied
-into `data/accept_schema.json` with its source commit so the simulator runs on its own.
+OpenAI answers unknown fields with `400 Unknown parameter: '<path>'.` and values of the
+wrong type or outside their set with `400 Invalid value`; a few fields its schema allows
+are refused (or silently break the call) on SIP. A lenient stand-in would let exactly
+those bugs through, so the simulator refuses them with the same error shape. What the
+schema allows is the openai SDK's own accept params (shared/openai_shapes.py).
 """
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-_SCHEMA_FILE = Path(__file__).parent / "data" / "accept_schema.json"
+from shared.openai_shapes import ShapeError, check_accept_body
 
 # Schema-valid, but OpenAI answered `400 Unknown parameter` on SIP accept (users' reports,
 # Dec 2025, openai-agents-js #741).
@@ -42,71 +38,6 @@ def error_body(message: str, type_: str, param: str | None, code: str | None) ->
 
 def _unknown(path: str) -> AcceptError:
     return AcceptError(f"Unknown parameter: '{path}'.", path, "unknown_parameter")
-
-
-@cache
-def _schemas() -> tuple[str, dict[str, Any]]:
-    data = json.loads(_SCHEMA_FILE.read_text())
-    return data["root"], data["schemas"]
-
-
-def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
-    _, schemas = _schemas()
-    while "$ref" in schema:
-        schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
-    return schema
-
-
-def _type_values(schema: dict[str, Any]) -> list[Any]:
-    prop = _resolve(schema.get("properties", {}).get("type", {}))
-    if "const" in prop:
-        return [prop["const"]]
-    return list(prop.get("enum", []))
-
-
-def _object_variant(schema: dict[str, Any], value: dict[str, Any]) -> dict[str, Any] | None:
-    """The object schema that describes `value`, or None when it cannot be told apart.
-
-    Unions are resolved by their `type` discriminator, or when only one branch is an object;
-    anything ambiguous is left unchecked rather than refused wrongly.
-    """
-    schema = _resolve(schema)
-    if "properties" in schema:
-        return schema
-    branches = [_resolve(b) for b in schema.get("anyOf", []) + schema.get("oneOf", [])]
-    candidates: list[dict[str, Any]] = []
-    for branch in branches:
-        if "properties" in branch:
-            candidates.append(branch)
-        elif "anyOf" in branch or "oneOf" in branch:
-            nested = _object_variant(branch, value)
-            if nested is not None:
-                candidates.append(nested)
-    if len(candidates) == 1:
-        return candidates[0]
-    typed = [c for c in candidates if value.get("type") in _type_values(c)]
-    return typed[0] if len(typed) == 1 else None
-
-
-def _walk(value: Any, schema: dict[str, Any], path: str) -> None:
-    schema = _resolve(schema)
-    if isinstance(value, list):
-        items = schema.get("items")
-        if items is not None:
-            for index, item in enumerate(value):
-                _walk(item, items, f"{path}[{index}]")
-        return
-    if not isinstance(value, dict):
-        return
-    variant = _object_variant(schema, value)
-    if variant is None:
-        return
-    properties = variant["properties"]
-    for key, item in value.items():
-        child = f"{path}.{key}" if path else key
-        if key not in properties:
-            raise _unknown(child)
-        _walk(item, properties[key], child)
 
 
 def validate_accept_body(body: Any) -> dict[str, Any]:
@@ -143,6 +74,12 @@ def validate_accept_body(body: Any) -> dict[str, Any]:
             for name in _SIP_REJECTED_TURN_DETECTION:
                 if name in turn:
                     raise _unknown(f"audio.input.turn_detection.{name}")
-    root, schemas = _schemas()
-    _walk(body, schemas[root], "")
+    try:
+        check_accept_body(body)
+    except ShapeError as error:
+        if error.reason == "unknown field":
+            raise _unknown(error.path) from None
+        raise AcceptError(
+            f"Invalid value for '{error.path}': {error.reason}.", error.path, "invalid_value"
+        ) from None
     return body

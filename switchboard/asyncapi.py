@@ -135,7 +135,9 @@ def build_broker() -> NatsBroker:
         "call.accepted, call.rejected, call.missed, call.failed, call.superseded, "
         "session.attached, "
         "session.detached, transcript.caller, transcript.agent, dtmf, tool.called, "
-        "tool.completed, call.transferred, transfer.failed, call.ended, call.report. "
+        "tool.completed, call.transferred, transfer.failed, call.ended, call.report, "
+        "response.failed (OpenAI's status and error; a greeting that failed is retried "
+        "once); transcript.caller may carry failed: true with OpenAI's error. "
         "call.ended reasons: "
         + ", ".join(f"{r.value} ({END_REASON_MEANINGS[r]})" for r in EndReason)
         + ".",

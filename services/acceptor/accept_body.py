@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.agents import AgentProfile, BuiltinTool, FunctionTool
+from shared.openai_shapes import check_accept_body
 
 # The tools Switchboard runs itself, as the model sees them.
 BUILTIN_TOOL_DEFINITIONS: dict[str, dict[str, Any]] = {
@@ -71,4 +72,7 @@ def accept_body(agent: AgentProfile) -> dict[str, Any]:
     tools = tool_definitions(agent)
     if tools:
         body["tools"] = tools
+    # Built as, and held to, the SDK's accept params: a body OpenAI would refuse is a bug
+    # here (profiles are checked with the same types when they load), never a dead call.
+    check_accept_body(body)
     return body

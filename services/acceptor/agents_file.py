@@ -170,14 +170,24 @@ def parse_agents(
             else:
                 profiles.append(profile)
         except ValidationError as error:
-            for item in error.errors():
+            for item in _telling(error.errors()):
                 loc, reason = _whole_profile_field(item)
                 line, path = _line_of(loc, base, lines)
-                problems.append(Problem(line, _where(path), reason))
+                problem = Problem(line, _where(path), reason)
+                if problem not in problems:  # the same one seen through two union branches
+                    problems.append(problem)
     problems += _cross_checks(profiles, document.agents, lines)
     if problems:
         raise _error(source, problems)
     return profiles
+
+
+def _telling(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """pydantic tries each branch of a union (server_vad, semantic_vad…) and says for each
+    that its `type` differs: noise beside the error that names the value at fault."""
+    branch = [e for e in errors if e["type"] == "literal_error" and e["loc"][-1] == "type"]
+    rest = [e for e in errors if e not in branch]
+    return rest or errors
 
 
 def _whole_profile_field(error: ErrorDetails) -> tuple[tuple[Any, ...], str]:

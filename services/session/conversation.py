@@ -1,5 +1,8 @@
 """`Conversation`: one owned call while it is live, over its `Sideband`.
 
+(Over 350 lines: its reactions to the call's events, its timers and its hang-up share one
+call's state; split further they would hand that state around.)
+
 It attaches (greeting on the call's first attach only), acts on the call's events
 (transcripts and key presses become call events, tool calls go to the call's actions,
 responses feed the turn-taking), enforces the agent's guards with one timer task, hangs

@@ -14,6 +14,7 @@ from typing import Any, get_args
 
 import openai
 import websockets
+from openai.types.realtime import RealtimeClientEventParam
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -195,8 +196,9 @@ def _session(session: dict[str, Any]) -> SessionConfigured:
     return SessionConfigured(reported)
 
 
-def client_event(command: Command) -> dict[str, Any]:
-    """The Realtime client event for a runner command."""
+def client_event(command: Command) -> RealtimeClientEventParam:
+    """The Realtime client event for a runner command, typed as the SDK's client event
+    params (mypy checks the shapes; tests/test_openai_contract.py checks the values)."""
     if isinstance(command, ToolOutput):
         return {
             "type": "conversation.item.create",
@@ -224,6 +226,17 @@ class RealtimeSideband:
         self._ws: ClientConnection | None = None
 
     async def attach(self) -> None:
+        # `websockets`, not the SDK's `client.realtime.connect(call_id=…)`. The SDK would
+        # give typed sends and its own URL and headers, but: its reconnect must stay off
+        # (`on_reconnecting=None`), or a worker whose lease lapsed could come back to a call
+        # that is no longer its; a re-attach answering 404 (the call is over) must be told
+        # from a network error, which the SDK surfaces as the same websockets exception;
+        # and `recv()` builds an SDK model for every event (`construct_type_unchecked`)
+        # where the worker reads a few fields of a few types, CPU the density benchmark
+        # measures at thousands of calls. The SDK's types stay the authority all the same:
+        # `client_event` is typed as its client event params, and the contract tests hold
+        # both directions to them. Whether the SDK's connection costs density is measured
+        # side by side once the machine is quiet (BENCHMARKS.md); until then, websockets.
         key = self._settings.openai_api_key.get_secret_value()
         try:
             self._ws = await websockets.connect(

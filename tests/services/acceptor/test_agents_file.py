@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,49 @@ def test_transfer_targets_must_be_uris(default: AgentProfile) -> None:
 def test_an_unreadable_file_says_so(tmp_path: Path, default: AgentProfile) -> None:
     with pytest.raises(AgentsFileError, match="cannot read"):
         load_agents_file(tmp_path / "missing.yaml", default)
+
+
+# -- values, through the openai SDK's own types ------------------------------------------------
+
+_BAD_VALUES = """\
+agents:
+  - name: salon
+    numbers: ["+61468002102"]
+    transcription:
+      model: gpt-4o-mini-transcribe
+      delay: fast
+      languages: en
+    turn_detection: {type: server_vad, create_response: sometimes, idle_timeout_ms: soon}
+"""
+
+
+def test_values_openai_would_refuse_are_refused_with_the_line(default: AgentProfile) -> None:
+    found = problems(_BAD_VALUES, default)
+    assert found[0].startswith("agents.yaml:6: agents[0].transcription.delay: Input should be")
+    assert found[1].startswith("agents.yaml:7: agents[0].transcription.languages:")
+    assert any(
+        line.startswith("agents.yaml:8: agents[0].turn_detection.create_response:")
+        for line in found
+    )
+    assert any("idle_timeout_ms" in line for line in found)
+
+
+def test_a_bad_value_stops_the_acceptor_with_the_file_and_line(tmp_path: Path) -> None:
+    agents = tmp_path / "agents.yaml"
+    agents.write_text(_BAD_VALUES)
+    env = {
+        **os.environ,
+        "SWITCHBOARD_AGENTS_FILE": str(agents),
+        "NATS_URL": "nats://127.0.0.1:1",  # never reached: the file is read first
+        "LOG_FORMAT": "text",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "switchboard.cli", "acceptor", "--metrics-port", "0"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"{agents}:6: agents[0].transcription.delay" in done.stdout + done.stderr
