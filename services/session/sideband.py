@@ -10,6 +10,20 @@ adapter and naming it in `services/session/sidebands.py`; the runner does not ch
 "Is the call still there?" is answered by `attach`: a live call lets us (back) in, a
 finished one raises `CallGone`. An API that says so on the socket (GPT-Live's
 `session.closed`) yields a `CallEnded` event instead; either way the runner ends the call.
+
+How Realtime maps (services/session/realtime.py), and how GPT-Live would (its reference is
+../shared/reference/openai-live-sip.md): caller transcript ← `…transcription.completed`
+(`.failed`: `failed=True`) | Live: `session.input_transcript.delta`, grouped per turn;
+agent transcript ← `response.output_audio_transcript.done` | `session.output_transcript
+.delta`, grouped; tool call ← `response.function_call_arguments.done` | `response.event`
+wrapping `response.output_item.done` of a `function_call`; DTMF ←
+`input_audio_buffer.dtmf_event_received` | `transport.dtmf.received`; response
+started/done ← `response.created`/`response.done` | the nested `response.created`/
+`response.completed`; call ended ← (a re-attach's 404) | `session.closed` (`remote_hangup`
+→ hangup, `expired` → expired). Commands: `Speak` with instructions → `response.create`
+| `session.instructions.append`; `Speak("continue")` → `response.create` (both);
+`ToolOutput` → `conversation.item.create` | `response.item.create`. Live's requests to
+speak never conflict: its adapter sets `responses_conflict = False`.
 """
 
 from __future__ import annotations
