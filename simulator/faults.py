@@ -41,6 +41,12 @@ class Faults(BaseModel):
         "does is undocumented. Re-attaching after a drop always works on a live call.",
     )
     session_cap_s: float = Field(default=3600.0, gt=0, description="OpenAI's 60-minute cap")
+    sideband_status: int | None = Field(
+        default=None,
+        ge=400,
+        le=599,
+        description="answer every sideband attach with this HTTP status (e.g. 403)",
+    )
     fail_responses: int = Field(
         default=0, ge=0, description="fail the first N responses the worker asks for"
     )

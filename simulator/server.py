@@ -293,6 +293,9 @@ class Simulator:
         call = self.calls.get(call_id)
         if call is None or not call.live:
             return not_found(call_id)
+        if self.faults.sideband_status is not None:
+            status = self.faults.sideband_status
+            return error_response(status, "Refused (simulated).", "invalid_request_error", None)
         if not self.faults.allow_reattach and call.sockets_open:
             return error_response(
                 409,

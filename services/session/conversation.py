@@ -152,11 +152,13 @@ class Conversation:
                 return "handoff"
             except SidebandRefused as error:
                 log.error("sideband refused, ending the call: %s", error)
+                await self._hang_up(EndReason.ERROR)  # not left in silence, if REST can
                 return EndReason.ERROR
             except SidebandUnavailable as error:
                 failing_since = failing_since or time.monotonic()
                 if time.monotonic() - failing_since >= REATTACH_GIVE_UP_S:
                     log.error("sideband unreachable, giving up: %s", error)
+                    await self._hang_up(EndReason.LOST)
                     return EndReason.LOST
                 await asyncio.sleep(REATTACH_BACKOFF.delay(failures))
                 failures += 1

@@ -178,3 +178,20 @@ async def test_the_session_cap_ends_the_call_as_max_duration(agents_stack: Stack
 
     ended = stack.events.of_type(call.call_id, "call.ended")
     assert [e.data["reason"] for e in ended] == ["max_duration"]
+
+
+async def test_a_sideband_openai_refuses_for_good_ends_the_call_as_error(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """403 on the sideband (a key without access, say) cannot be mended by retrying."""
+    stack = await _stack(nats_server.url, tmp_path, Faults(sideband_status=403))
+    try:
+        assert stack.simulator is not None
+        call = await stack.simulator.place_call(STAYS_ON)
+        await stack.events.wait_for(call.call_id, "call.report", timeout=20)
+        ended = stack.events.of_type(call.call_id, "call.ended")
+        assert [e.data["reason"] for e in ended] == ["error"]
+        assert call.attach_count == 0
+        assert call.end_reason == "hangup"  # the caller is not left in silence
+    finally:
+        await stack.stop()
