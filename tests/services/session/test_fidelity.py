@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from services.session import conversation
 from shared import metrics
 from shared.nats_server import NatsServer
 from shared.settings import DEFAULT_GREETING
@@ -193,5 +194,22 @@ async def test_a_sideband_openai_refuses_for_good_ends_the_call_as_error(
         assert [e.data["reason"] for e in ended] == ["error"]
         assert call.attach_count == 0
         assert call.end_reason == "hangup"  # the caller is not left in silence
+    finally:
+        await stack.stop()
+
+
+async def test_a_sideband_that_stays_unreachable_ends_the_call_as_lost(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """503 on every attach: retried with backoff until the give-up time (shortened here)."""
+    monkeypatch.setattr(conversation, "REATTACH_GIVE_UP_S", 1.0)
+    stack = await _stack(nats_server.url, tmp_path, Faults(sideband_status=503))
+    try:
+        assert stack.simulator is not None
+        call = await stack.simulator.place_call(STAYS_ON)
+        await stack.events.wait_for(call.call_id, "call.report", timeout=20)
+        ended = stack.events.of_type(call.call_id, "call.ended")
+        assert [e.data["reason"] for e in ended] == ["lost"]
+        assert call.end_reason == "hangup"
     finally:
         await stack.stop()
