@@ -26,4 +26,4 @@ def asked(agent: AgentProfile) -> dict[SessionField, str | None]:
 def differences(agent: AgentProfile, session: SessionConfigured) -> list[SessionField]:
     """The fields the API reports otherwise than the agent asked, in a stable order."""
     wanted = asked(agent)
-    return [name for name, value in session.reported.items() if wanted[name] != value]
+    return [name for name, value in session.reported.items() if wanted.get(name, value) != value]

@@ -27,6 +27,7 @@ from services.session.sideband import (
     ResponseDone,
     ResponseStarted,
     SessionConfigured,
+    SessionField,
     SidebandError,
     SidebandEvent,
     ToolCallRequested,
@@ -136,7 +137,7 @@ def translate(event: dict[str, Any], turns: Turns, now: float) -> list[SidebandE
         return [*turns.flush(), Dtmf(digit)] if digit else []
     if kind in ("session.started", "session.updated"):
         session = event.get("session")
-        return [SessionConfigured(session if isinstance(session, dict) else {})]
+        return [_session(session if isinstance(session, dict) else {})]
     if kind == "session.closed":
         cause = CLOSE_CAUSES.get(str(event.get("reason")), "unknown")
         return [*turns.flush(), CallEnded(cause)]
@@ -176,6 +177,22 @@ def _delegated(inner: Any) -> list[SidebandEvent]:
                 )
             ]
     return []
+
+
+def _session(session: dict[str, Any]) -> SessionConfigured:
+    """What a Live session says of the settings an agent asks for: its model and voice
+    (its instructions grow with appends; it has no transcription or turn detection)."""
+    reported: dict[SessionField, str | None] = {}
+    if isinstance(session.get("model"), str):
+        reported["model"] = session["model"]
+    output = (
+        (session.get("audio") or {}).get("output")
+        if isinstance(session.get("audio"), dict)
+        else None
+    )
+    if isinstance(output, dict) and isinstance(output.get("voice"), str):
+        reported["voice"] = output["voice"]
+    return SessionConfigured(reported)
 
 
 def client_event(command: Command) -> dict[str, Any]:
