@@ -124,6 +124,10 @@ class AgentLimits(BaseModel):
     idle_timeout_s: float | None = Field(None, gt=0)
 
 
+def _semantic_vad() -> RealtimeAudioInputTurnDetectionParam:
+    return {"type": "semantic_vad", "eagerness": "auto"}
+
+
 class AgentProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -138,7 +142,7 @@ class AgentProfile(BaseModel):
     # SIP accept takes, so a bad value fails at load with its line, not as a dead call.
     transcription: AudioTranscriptionParam | None = None
     turn_detection: RealtimeAudioInputTurnDetectionParam | None = Field(
-        default_factory=lambda: {"type": "semantic_vad", "eagerness": "auto"}
+        default_factory=_semantic_vad
     )
     tools: list[Tool] = Field(default_factory=list)
     limits: AgentLimits = Field(default_factory=AgentLimits)

@@ -173,9 +173,9 @@ def parse_agents(
             for item in _telling(error.errors()):
                 loc, reason = _whole_profile_field(item)
                 line, path = _line_of(loc, base, lines)
-                problem = Problem(line, _where(path), reason)
-                if problem not in problems:  # the same one seen through two union branches
-                    problems.append(problem)
+                found = Problem(line, _where(path), reason)
+                if found not in problems:  # the same one seen through two union branches
+                    problems.append(found)
     problems += _cross_checks(profiles, document.agents, lines)
     if problems:
         raise _error(source, problems)

@@ -15,9 +15,9 @@ import pytest
 
 from services.session import conversation
 from shared import metrics
-from shared.nats_server import NatsServer
 from shared.settings import DEFAULT_GREETING
 from simulator import CallerScript, Faults
+from switchboard.nats_server import NatsServer
 from tests.services.session.conftest import STAYS_ON, greetings, until
 from tests.stack import Stack
 
