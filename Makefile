@@ -7,14 +7,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint format bench screenshot clean
 
+# The first run installs for a minute or so: pip shows what it fetches as it goes.
 $(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing Switchboard and its dependencies (first run only)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	$(BIN)/pip install --progress-bar on -e ".[dev]"
+	@touch $(STAMP)
+	@echo "==> installed in $(VENV)/ (use $(BIN)/python, $(BIN)/pytest, $(BIN)/switchboard)"
 
 run: $(STAMP)
-	$(BIN)/switchboard dev --calls $(or $(CALLS),3)
+	$(BIN)/switchboard dev --calls $(or $(CALLS),3) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.machine import RESULTS, save, table
+from bench.machine import QUICK_NOTICE, RESULTS, save, table
 
 BENCH_DIR = Path(__file__).parent
 # Slowest first would hide the quick ones' results behind a long wait: cheap ones first.
@@ -127,8 +127,12 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {names}")
     skipped = {n.strip() for n in args.skip.split(",") if n.strip()}
+    if args.quick:
+        print(QUICK_NOTICE, flush=True)
     runs = [run_one(name, args.quick) for name in chosen if name not in skipped]
     report(runs)
+    if args.quick:
+        print(f"\n{QUICK_NOTICE}")
     path = save("all", {"quick": args.quick, "runs": runs})
     print(f"\nsaved {path}")
     return 0 if all(run["status"] == "ok" for run in runs) else 1

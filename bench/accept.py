@@ -95,22 +95,31 @@ def serve_inline(port: int) -> None:
 
 @contextlib.contextmanager
 def process(args: list[str], env: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen(
-        args, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE if os.environ.get("BENCH_QUIET", "1") == "1" else None,
-    )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        proc.terminate()
+    # Its log goes to a file, not a pipe nobody reads while it runs (a full pipe would
+    # block the service mid-benchmark); shown only when it ends badly.
+    quiet = os.environ.get("BENCH_QUIET", "1") == "1"
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            args, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=log if quiet else None,
+        )  # fmt: skip
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.returncode not in (0, -15) and proc.stderr is not None:
-            tail = proc.stderr.read()[-2000:].decode(errors="replace")
-            print(f"[{name}] exited {proc.returncode}: {tail}", file=sys.stderr)
+            yield proc
+        finally:
+            proc.terminate()
+            killed = False
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                killed = True
+            if killed:
+                print(f"[{name}] still draining 15 s after SIGTERM: killed", file=sys.stderr)
+            elif proc.returncode not in (0, -15) and quiet:
+                log.seek(0)
+                tail = log.read()[-2000:].decode(errors="replace").strip() or "(no output)"
+                print(f"[{name}] exited {proc.returncode}: {tail}", file=sys.stderr)
 
 
 async def wait_http(url: str, timeout: float = 30.0) -> None:

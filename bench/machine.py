@@ -47,11 +47,19 @@ def machine() -> dict[str, Any]:
     }
 
 
+QUICK_NOTICE = (
+    "--quick: a smoke test that the benchmark runs, not a measurement (short, cold runs on "
+    "a busy machine); compare only full runs with BENCHMARKS.md"
+)
+
+
 def save(name: str, results: dict[str, Any]) -> Path:
     """Write `results` with the machine to bench/results/<name>-<timestamp>.json."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps({"benchmark": name, "machine": machine(), **results}, indent=2))
+    if results.get("quick"):
+        print(QUICK_NOTICE, flush=True)
     return path
 
 

@@ -30,20 +30,23 @@ OPEN_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 
 
 class AppointmentBook:
-    def __init__(self) -> None:
-        self.booked: dict[tuple[str, str], str] = {}
+    """A slot is free while fewer than `chairs` people booked it."""
+
+    def __init__(self, chairs: int = 1) -> None:
+        self.chairs = chairs
+        self.booked: dict[tuple[str, str], list[str]] = {}
 
     def free(self, day: str) -> list[str]:
         day = _day(day)
-        return [t for t in OPENING_HOURS if (day, t) not in self.booked]
+        return [t for t in OPENING_HOURS if len(self.booked.get((day, t), [])) < self.chairs]
 
     def book(self, day: str, time: str, name: str) -> dict[str, Any]:
         day = _day(day)
         if time not in OPENING_HOURS:
             raise ToolError(f"we take bookings at {', '.join(OPENING_HOURS)}")
-        if (day, time) in self.booked:
+        if time not in self.free(day):
             raise ToolError(f"{time} on {day} is taken; free: {', '.join(self.free(day))}")
-        self.booked[(day, time)] = name
+        self.booked.setdefault((day, time), []).append(name)
         return {"day": day, "time": time, "name": name, "confirmed": True}
 
 
@@ -74,4 +77,5 @@ def salon_service(book: AppointmentBook | None = None, **kwargs: Any) -> ToolSer
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    salon_service().run()
+    # Ten chairs: every demo call of `make run CALLS=10` can book Friday at 3 pm.
+    salon_service(AppointmentBook(chairs=10)).run()

@@ -4,7 +4,9 @@ An outage must never need a restart: the client keeps reconnecting, and readines
 reflects whether it is connected right now. That includes a connection the *server*
 closes after an `-ERR` (a message over its `max_payload`, say): nats-py treats those as
 final and closes the client for good, leaving a process that looks alive and does nothing.
-Our client reconnects from them like from any other drop (`ReconnectingClient`).
+Our client reconnects from them like from any other drop (`ReconnectingClient`). At
+start-up a service first waits until a server accepts TCP connections, saying which one it
+tries (never with credentials) and backing off, so an operator sees why it is not ready.
 
 `ConnectionWatch` remembers since when the connection has been down, for liveness: a
 process cut off from NATS for longer than it can hold its work (a session worker's lease)
@@ -13,16 +15,20 @@ is not alive, and one whose client is closed will never recover by itself.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js.errors import APIError
 from nats.protocol.parser import PERMISSIONS_ERR
 
+from shared.backoff import Backoff
 from shared.logging import clean
 
 log = logging.getLogger(__name__)
@@ -71,12 +77,56 @@ class ReconnectingClient(Client):
         await self._process_op_err(error)
 
 
+# While NATS cannot be reached at start-up: a line per attempt, soon, then every 5 s at most.
+START_RETRY = Backoff(first_s=0.5, max_s=5.0)
+_DEFAULT_PORTS = {"nats": 4222, "tls": 4222, "ws": 80, "wss": 443}
+
+
+def public_url(url: str) -> str:
+    """`nats://user:pass@host:4222` → `nats://host:4222` (each of a comma-separated list):
+    safe for a log line, whatever the text."""
+    cleaned = []
+    for one in (u.strip() for u in url.split(",") if u.strip()):
+        parts = urlsplit(one if "://" in one else f"nats://{one}")
+        hostport = parts.netloc.rpartition("@")[2]
+        cleaned.append(f"{parts.scheme}://{hostport}")
+    return ",".join(cleaned)
+
+
+async def wait_for_nats(servers: list[str]) -> None:
+    """Return once one of `servers` accepts a TCP connection; log each refusal with the
+    URL (no credentials), retrying after 0.5 s, doubling up to 5 s. Cancellable at once."""
+    for attempt in itertools.count():
+        failure = ""
+        for url in servers:
+            parts = urlsplit(url if "://" in url else f"nats://{url}")
+            port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 4222)
+            try:
+                async with asyncio.timeout(2.0):
+                    _, writer = await asyncio.open_connection(parts.hostname, port)
+            except (OSError, TimeoutError) as error:
+                failure = f"{failure}, " if failure else ""
+                failure += f"{public_url(url)} ({type(error).__name__})"
+                continue
+            writer.close()
+            return
+        delay = START_RETRY.delay(attempt)
+        log.warning("cannot reach NATS at %s; retrying in %.1f s", failure, delay)
+        await asyncio.sleep(delay)
+
+
 async def connect(servers: list[str], name: str, watch: ConnectionWatch | None = None) -> Client:
+    """Wait for a reachable server, then connect with reconnection forever."""
     watch = watch or ConnectionWatch()
+    await wait_for_nats(servers)
 
     from shared import metrics  # here: metrics → events → this module, at import
 
+    client = ReconnectingClient()
+
     async def disconnected() -> None:
+        if client.is_closed:  # our own close() calls this too: not an outage
+            return
         watch.went_down()
         metrics.NATS_DISCONNECTS.inc()
         log.warning("nats disconnected")
@@ -92,7 +142,6 @@ async def connect(servers: list[str], name: str, watch: ConnectionWatch | None =
     async def error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
 
-    client = ReconnectingClient()
     await client.connect(
         servers=servers,
         name=name,

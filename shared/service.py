@@ -1,12 +1,14 @@
 """The life of a service process: start, wait for SIGTERM/SIGINT, drain, stop.
 
 A first signal asks the service to drain (readiness 503, finish what is in flight); a
-second one, or the drain deadline, ends it at once.
+second one, or the drain deadline, ends it at once. A signal during start-up (NATS not
+reachable yet, say) has nothing to drain: start-up is cancelled and the process ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import Protocol
@@ -15,6 +17,9 @@ from shared.logging import configure_logging
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# How long a service stopped during start-up may take to close what it opened.
+STOP_DURING_START_S = 1.0
 
 
 class Service(Protocol):
@@ -35,7 +40,8 @@ async def serve_until_signalled(service: Service) -> None:
         nonlocal signals
         signals += 1
         if signals == 1:
-            log.info("%s: draining (signal again to stop at once)", service.name)
+            if starting.done():
+                log.info("%s: draining (signal again to stop at once)", service.name)
             stop_requested.set()
         else:
             log.warning("%s: second signal, stopping now", service.name)
@@ -44,7 +50,19 @@ async def serve_until_signalled(service: Service) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    await service.start()
+    starting = asyncio.create_task(service.start())
+    signalled = asyncio.create_task(stop_requested.wait())
+    await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        log.info("%s: signalled during start-up; stopping", service.name)
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        with contextlib.suppress(Exception, TimeoutError):
+            async with asyncio.timeout(STOP_DURING_START_S):
+                await service.stop()  # closes whatever start() had opened
+        return
+    signalled.cancel()
+    starting.result()  # a failed start-up ends the process with its error
     log.info("%s: started", service.name)
     await stop_requested.wait()
     await service.stop()

@@ -6,10 +6,14 @@ names (`OPENAI_MODEL`, `OPENAI_VOICE`, `OPENAI_INSTRUCTIONS`) are kept.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.limits import DEFAULT_TOOL_REPLY_MAX_BYTES, MAX_TOOL_REPLY_BYTES
@@ -18,12 +22,28 @@ DEFAULT_INSTRUCTIONS = (
     "You are a friendly, concise phone receptionist. Keep answers short; this is a phone call."
 )
 DEFAULT_GREETING = "Hello, thanks for calling. How can I help you today?"
+# Ports of the acceptor's and a session worker's health/metrics server when METRICS_PORT
+# is unset (two services on one host must not collide).
+DEFAULT_METRICS_PORTS = {"acceptor": 9101, "session": 9102}
+
+
+class ConfigError(Exception):
+    """A setting that cannot work: the message names the variable (or file:line), never
+    its value, and is shown as one line before the process exits with code 2."""
 
 
 class Settings(BaseSettings):
     """Everything a Switchboard process reads from its environment."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # hide_input_in_errors: a validation error must never echo a value (it may be a secret).
+    # env_ignore_empty: `VAR=` (compose's `${VAR:-}`) means "use the default".
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
+    )
 
     nats_url: str = "nats://127.0.0.1:4222"
     nats_replicas: int = Field(1, description="replicas of streams and buckets (3 in production)")
@@ -43,12 +63,17 @@ class Settings(BaseSettings):
     switchboard_control_token: SecretStr | None = None
     switchboard_view_token: SecretStr | None = None  # the console, read only
 
-    ingress_host: str = "0.0.0.0"
-    ingress_port: int = 8080
-    webhook_max_bytes: int = 64 * 1024
-    metrics_port: int = 0
-    session_capacity: int = 50
-    worker_id: str = ""
+    ingress_host: str = Field("0.0.0.0", description="address the ingress listens on")
+    ingress_port: int = Field(8080, ge=0, le=65535, description="port of the ingress")
+    webhook_max_bytes: int = Field(64 * 1024, gt=0)
+    metrics_host: str = Field(
+        "0.0.0.0", description="address of the acceptor's and session workers' health server"
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="health/metrics port; unset: acceptor 9101, session 9102"
+    )
+    session_capacity: int = Field(50, ge=1, description="concurrent calls a session worker holds")
+    worker_id: str = Field("", description="stable name of a session worker")
 
     # Time budget: a call must be accepted within this many seconds of the webhook.
     accept_deadline_s: float = 5.0
@@ -64,13 +89,53 @@ class Settings(BaseSettings):
         DEFAULT_TOOL_REPLY_MAX_BYTES, ge=1024, le=MAX_TOOL_REPLY_BYTES
     )
 
-    log_format: str = Field("json", description="json or text")
-    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     @field_validator("nats_url")
     @classmethod
-    def _strip(cls, value: str) -> str:
+    def _servers(cls, value: str) -> str:
+        """Comma-separated `scheme://[user:pass@]host[:port]`; checked here, not at connect."""
+        for index, url in enumerate((u.strip() for u in value.split(",")), start=1):
+            parts = urlsplit(url if "://" in url else f"nats://{url}")
+            try:
+                valid = bool(parts.hostname) and (parts.port or 0) >= 0
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ValueError(f"URL {index} is not scheme://host:port")
         return value.strip()
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("openai_api_key")
+    @classmethod
+    def _one_word_key(cls, value: SecretStr) -> SecretStr:
+        """A key pasted with a newline or space fails every request later, with no hint."""
+        if re.search(r"\s", value.get_secret_value()):
+            raise ValueError("contains whitespace (a stray newline or space?)")
+        return value
+
+    @field_validator("openai_webhook_secret")
+    @classmethod
+    def _whsec_base64(cls, value: SecretStr) -> SecretStr:
+        """Each secret is `whsec_` + base64, or every webhook would fail verification."""
+        secrets = [s for s in re.split(r"[\s,]+", value.get_secret_value()) if s]
+        for index, secret in enumerate(secrets, start=1):
+            try:
+                base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                where = f"secret {index} of {len(secrets)}" if len(secrets) > 1 else "the secret"
+                raise ValueError(f"{where} is not whsec_ followed by base64") from None
+        return value
 
     @field_validator("switchboard_control_token", "switchboard_view_token")
     @classmethod
@@ -78,6 +143,8 @@ class Settings(BaseSettings):
         """An empty token (e.g. `SWITCHBOARD_CONTROL_TOKEN=` in compose) turns the API off."""
         if value is None or not value.get_secret_value().strip():
             return None
+        if re.search(r"\s", value.get_secret_value()):
+            raise ValueError("contains whitespace (a stray newline or space?)")
         return value
 
     @property
@@ -106,3 +173,31 @@ class Settings(BaseSettings):
     def live_sideband_url(self, session_id: str) -> str:
         """GPT-Live's sideband; `graceful_close` asks for a closing handshake at the end."""
         return f"{self.sideband_base_url}/live/sessions/{session_id}/attach?graceful_close=true"
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings(kind: type[SettingsT] = Settings) -> SettingsT:  # type: ignore[assignment]
+    """`kind()` from the environment and `.env`, or `ConfigError` naming each bad variable
+    (pydantic's reason, never the value)."""
+    try:
+        return kind()
+    except ValidationError as error:
+        prefix = kind.model_config.get("env_prefix", "")
+        problems = []
+        for problem in error.errors(include_input=False, include_url=False):
+            name = (prefix + "".join(str(part) for part in problem["loc"][:1])).upper()
+            reason = problem["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {reason}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+def require(settings: Settings, *fields: str) -> None:
+    """`ConfigError` for the first of `fields` (e.g. `openai_webhook_secret`) left empty."""
+    for name in fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not value:
+            raise ConfigError(f"{name.upper()} is not set")

@@ -14,7 +14,7 @@ import logging
 import signal
 from typing import Any
 
-from shared.settings import Settings
+from shared.settings import ConfigError, Settings, load_settings, require
 from simulator.callers import SCRIPTS_DIR, CallerScript, ScriptError
 from simulator.calls import SimulatedCall
 from simulator.live import LiveSession
@@ -39,13 +39,9 @@ async def _report(call: SimulatedCall | LiveSession) -> None:
     )
 
 
-async def run(args: argparse.Namespace, script: CallerScript) -> int:
-    settings = Settings()
+async def run(args: argparse.Namespace, script: CallerScript, settings: Settings) -> int:
     api_key = settings.openai_api_key.get_secret_value()
     secrets = settings.webhook_secrets
-    if not api_key or not secrets:
-        log.error("OPENAI_API_KEY and OPENAI_WEBHOOK_SECRET must be set (any test values)")
-        return 2
     sim = Simulator(api_key=api_key, webhook_secret=secrets[0], webhook_url=args.webhook_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -90,9 +86,10 @@ async def run(args: argparse.Namespace, script: CallerScript) -> int:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per webhook is noise
+    settings = load_settings()
+    require(settings, "openai_api_key", "openai_webhook_secret")  # any test values do
     try:
         script = CallerScript.load(args.script or SCRIPTS_DIR / "demo.yaml")
     except ScriptError as exc:
-        log.error("%s", exc)
-        return 2
-    return asyncio.run(run(args, script))
+        raise ConfigError(" ".join(str(exc).split())) from None
+    return asyncio.run(run(args, script, settings))

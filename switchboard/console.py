@@ -7,6 +7,7 @@ or NUL reaches the terminal as anything but visible text.
 
 from __future__ import annotations
 
+import collections
 import json
 from typing import Any
 
@@ -98,3 +99,28 @@ def is_success(event: CallEvent) -> bool:
         "agent_hangup",
         "transferred",
     )
+
+
+def outcome(event: CallEvent) -> str:
+    """`ok` for a demo call that ended as it should, else why it did not."""
+    if is_success(event):
+        return "ok"
+    return str(event.data.get("end_reason") or event.data.get("reason") or event.type)
+
+
+def summary(finished: dict[str, str], expected: int) -> str:
+    """`2 of 3 calls completed (1 no_capacity)`: how this run's calls ended."""
+    counts = collections.Counter(finished.values())
+    completed = counts.pop("ok", 0)
+    unfinished = expected - len(finished)
+    if unfinished > 0:
+        counts["unfinished"] = unfinished
+    others = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+    return f"{completed} of {expected} calls completed" + (f" ({others})" if others else "")
+
+
+def _outcome(event: CallEvent) -> str:
+    if is_success(event):
+        return "ok"
+    data: dict[str, Any] = event.data
+    return str(data.get("end_reason") or data.get("reason") or event.type)

@@ -1,9 +1,16 @@
 """`switchboard dev`: the whole system on this machine, as separate processes.
 
-An embedded `nats-server`, the ingress, the acceptor, session workers and the simulator
-(standing in for OpenAI, placing demo calls). The terminal shows each call's life from the
-event stream; the services' own logs go to `.switchboard/logs/`. Ctrl-C stops everything,
-in order, and leaves no process behind.
+An embedded `nats-server`, every long-running service (`switchboard services`: the
+ingress, the acceptor, session workers, …) and the simulator (standing in for OpenAI,
+placing demo calls). The terminal shows each of this run's calls from the event stream,
+then a summary, and keeps serving until Ctrl-C; the services' own logs go to
+`.switchboard/logs/`.
+
+Each run is isolated: its JetStream store is its own (`.switchboard/runs/<pid>`, removed
+when it stops; a killed run's is removed by the next), so no run sees another's calls and
+two runs work side by side on their own ports. `--store-dir` keeps a store on purpose;
+even then only calls this run placed are shown and counted. Every child, `nats-server`
+included, dies with the stack however it ends (see `switchboard.children`).
 """
 
 from __future__ import annotations
@@ -12,56 +19,91 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import ctypes
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import nats
+import yaml
 from nats.aio.msg import Msg
 
-from shared.events import CallEvent
-from switchboard.console import TERMINAL_TYPES, format_event, is_success
+from shared.events import CallEvent, EventType
+from shared.settings import ConfigError, Settings, load_settings
+from simulator.callers import CallerScript, ScriptError
+from switchboard.children import (
+    Child,
+    ServiceFailed,
+    alive,
+    die_with_parent,
+    open_log,
+    report_exits,
+)
+from switchboard.console import TERMINAL_TYPES, format_event, outcome, summary
 from switchboard.nats_server import NatsServer, free_port
+from switchboard.services import SERVICES
 
-_PR_SET_PDEATHSIG = 1
 # In a checkout, the demo uses the example agents (the salon) and its tool service.
 _EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLE_AGENTS = _EXAMPLES / "agents.yaml"
 SALON_NUMBER = "+61468002102"
 REMINDERS_NUMBER = "+61468002103"  # the example GPT-Live agent
+WEBHOOK_PATH = "/api/voice/realtime-webhook"
 
 
-def _die_with_parent() -> None:
-    """Children get SIGTERM if `switchboard dev` itself dies (Linux), so none is orphaned."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    ready_url: str | None
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
+def demo_number(
+    to: str | None, script: CallerScript | None, agents_file: Path | None
+) -> str | None:
+    """The number the demo calls dial: `--to`, else the script's own `to:` (None: the
+    simulator uses it), else the first number of the agents file (the salon's for the
+    example one), else None (the script's default)."""
+    if to:
+        return to
+    if script is not None and script.to:
+        return None
+    if agents_file is None:
+        return None
+    if agents_file == EXAMPLE_AGENTS:
+        return SALON_NUMBER
+    try:
+        agents = yaml.safe_load(agents_file.read_text()).get("agents") or []
+        return str(agents[0]["numbers"][0])
+    except Exception:  # a bad file is the acceptor's to report, with its line
+        return None
 
 
 class DevStack:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
         self.args = args
-        self.root = Path(args.store_dir).resolve()
+        self.run_id = str(os.getpid())
+        if args.store_dir:
+            self.root = Path(args.store_dir).resolve()
+            self.run_dir: Path | None = None  # kept on purpose
+            store = self.root / "nats"
+        else:
+            self.root = Path(".switchboard").resolve()
+            self.run_dir = self.root / "runs" / self.run_id
+            store = self.run_dir / "nats"
         self.logs = self.root / "logs"
         self.children: list[Child] = []
-        self.nats = NatsServer(self.root / "nats")
+        self.nats = NatsServer(store, preexec_fn=die_with_parent(signal.SIGTERM))
         self.simulator_port = free_port()
         self.ingress_port = free_port()
+        self.script = CallerScript.load(args.script) if args.script else None
+        agents = settings.switchboard_agents_file
+        if agents is None and EXAMPLE_AGENTS.exists():
+            agents = EXAMPLE_AGENTS
+        self.agents_file = agents.resolve() if agents is not None else None
+        self.to = demo_number(args.to, self.script, self.agents_file)
+        # The example salon (Realtime) and reminders (GPT-Live) agents side by side, both
+        # with the salon tools the demo uses, unless a number was chosen.
+        self.live_to = REMINDERS_NUMBER if self.to == SALON_NUMBER and not args.to else None
+        self.control_token = settings.switchboard_control_token is not None
         self.env = {
             **os.environ,
             "NATS_URL": self.nats.url,
@@ -76,36 +118,69 @@ class DevStack:
         # SWITCHBOARD_CONTROL_TOKEN, which only you set.
         if not self.env.get("SWITCHBOARD_VIEW_TOKEN"):
             self.env["SWITCHBOARD_VIEW_TOKEN"] = "view-" + secrets.token_urlsafe(24)
+        if self.agents_file is not None:
+            self.env["SWITCHBOARD_AGENTS_FILE"] = str(self.agents_file)
 
     @property
-    def with_examples(self) -> bool:
-        return (_EXAMPLES / "agents.yaml").exists() and (_EXAMPLES / "salon_tools.py").exists()
+    def with_example_tools(self) -> bool:
+        return (_EXAMPLES / "salon_tools.py").exists()
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}{WEBHOOK_PATH}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}/console"
+
+    def service_commands(self) -> list[tuple[str, list[str], int]]:
+        """(child name, `switchboard` arguments, health port) for every service of
+        `SERVICES`: each on loopback and a free port; `--workers` session workers."""
+        commands = []
+        for service in SERVICES:
+            if service == "ingress":
+                port = self.ingress_port
+                commands.append(
+                    (service, [service, "--host", "127.0.0.1", "--port", str(port)], port)
+                )
+            elif service == "session":
+                for index in range(1, self.args.workers + 1):
+                    port = free_port()
+                    argv = [service, "--host", "127.0.0.1", "--metrics-port", str(port),
+                            "--worker-id", f"worker-{index}"]  # fmt: skip
+                    commands.append((f"session-{index}", argv, port))
+            else:  # a service's health server: --host/--metrics-port, as the acceptor's
+                port = free_port()
+                argv = [service, "--host", "127.0.0.1", "--metrics-port", str(port)]
+                commands.append((service, argv, port))
+        return commands
 
     def spawn(
         self, name: str, *argv: str, ready_port: int | None = None, module: str = "switchboard"
     ) -> Child:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.logs / f"{name}.log", "ab")  # the child writes to it until it exits
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *argv],
-            cwd=_EXAMPLES.parent if module.startswith("examples") else None,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
-            preexec_fn=_die_with_parent,
-        )
+        log_path = self.logs / f"{name}.log"
+        log, since = open_log(log_path, self.run_id)
+        with log:  # the child has its own copy of the descriptor
+            process = subprocess.Popen(
+                [sys.executable, "-m", module, *argv],
+                cwd=_EXAMPLES.parent if module.startswith("examples") else None,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+                preexec_fn=die_with_parent(),
+            )
         ready = f"http://127.0.0.1:{ready_port}/readyz" if ready_port else None
-        child = Child(name, process, ready)
+        child = Child(name, process, ready, log_path, since)
         self.children.append(child)
         return child
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         for child in self.children:
             while child.ready_url:
                 if not child.alive():
-                    raise RuntimeError(f"{child.name} exited; see {self.logs / child.name}.log")
+                    raise child.failure()
                 try:
                     with urllib.request.urlopen(child.ready_url, timeout=1) as reply:
                         if reply.status == 200:
@@ -113,87 +188,140 @@ class DevStack:
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{child.name} not ready; see {self.logs}/{child.name}.log")
+                    raise child.failure()
                 time.sleep(0.1)  # polling a child process' readiness endpoint
 
     def start(self) -> None:
-        self.nats.start()
-        if self.with_examples:
-            self.env["SWITCHBOARD_AGENTS_FILE"] = str(_EXAMPLES / "agents.yaml")
+        self._prune_dead_runs()
+        try:
+            self.nats.start()
+        except (OSError, RuntimeError, TimeoutError) as error:  # not installed, port taken…
+            raise ServiceFailed("nats-server", str(error), None) from None
+        if self.with_example_tools:
             self.spawn("tools", module="examples.salon_tools")
-        self.spawn("ingress", "ingress", "--host", "127.0.0.1", "--port", str(self.ingress_port),
-                   ready_port=self.ingress_port)  # fmt: skip
-        port = free_port()
-        self.spawn("acceptor", "acceptor", "--metrics-port", str(port), ready_port=port)
-        for index in range(1, self.args.workers + 1):
-            port = free_port()
-            self.spawn(f"session-{index}", "session", "--worker-id", f"worker-{index}",
-                       "--metrics-port", str(port), ready_port=port)  # fmt: skip
+        for name, argv, port in self.service_commands():
+            self.spawn(name, *argv, ready_port=port)
         self.wait_ready()
 
     def start_simulator(self) -> None:
         argv = [
             "simulator",
             "--port", str(self.simulator_port),
-            "--webhook-url", f"http://127.0.0.1:{self.ingress_port}/api/voice/realtime-webhook",
+            "--webhook-url", self.webhook_url,
             "--calls", str(self.args.calls),
             "--rate", "1",
         ]  # fmt: skip
-        if self.with_examples:
-            # The salon agent (Realtime) and the reminders agent (GPT-Live) side by side,
-            # both with the salon tools the demo uses.
-            argv += ["--to", SALON_NUMBER, "--live-to", REMINDERS_NUMBER]
+        if self.to:
+            argv += ["--to", self.to]
+        if self.live_to:
+            argv += ["--live-to", self.live_to]
         if self.args.script:
             argv += ["--script", self.args.script]
         self.spawn("simulator", *argv)
 
     def stop(self) -> None:
-        """Stop in dependency order: workers drain first, the simulator and NATS go last."""
-        for group in ("session", "acceptor", "ingress", "simulator", "tools"):
-            members = [c for c in self.children if c.name.split("-")[0] == group]
-            for child in members:
+        """Session workers drain first; then every other child at once; NATS goes last."""
+        workers = [c for c in self.children if c.name.startswith("session-")]
+        others = [c for c in self.children if c not in workers]
+        for group in (workers, others):
+            for child in group:
                 if child.alive():
                     child.process.send_signal(signal.SIGTERM)
-            for child in members:
+            for child in group:
                 try:
                     child.process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     child.process.kill()
                     child.process.wait()
         self.nats.stop()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _prune_dead_runs(self) -> None:
+        """Remove the stores of earlier runs that were killed before they could."""
+        runs = self.root / "runs"
+        if not runs.is_dir():
+            return
+        for run in runs.iterdir():
+            if run.name.isdigit() and run.name != self.run_id and not alive(int(run.name)):
+                shutil.rmtree(run, ignore_errors=True)
+
+    def serving(self) -> str:
+        """Where everything is, and how to stop it."""
+        control = (
+            f"http://127.0.0.1:{self.ingress_port}/calls (Bearer $SWITCHBOARD_CONTROL_TOKEN)"
+            if self.control_token
+            else "off (export SWITCHBOARD_CONTROL_TOKEN to turn it on)"
+        )
+        return "\n".join(
+            [
+                "still serving:",
+                f"  webhook      {self.webhook_url}",
+                f"  console      {self.console_url} (viewer token above)",
+                f"  control API  {control}",
+                f"  simulator    {self.env['OPENAI_BASE_URL']}",
+                f"  NATS         {self.nats.url}  (nats sub 'calls.events.>')",
+                f"  logs         {self.logs}",
+                "Ctrl-C to stop.",
+            ]
+        )
 
 
 async def _watch(stack: DevStack, expected: int, exit_when_done: bool) -> int:
-    """Print every call event; with `exit_when_done`, return once every call finished."""
+    """Print this run's call events; after `expected` calls finished (or timed out) print
+    a summary; then return (`exit_when_done`) or keep serving until a signal."""
+    stopping = asyncio.Event()  # Ctrl-C, SIGTERM or SIGHUP: the loop ends cleanly
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stopping.set)
     nc = await nats.connect(stack.nats.url)
-    finished: dict[str, bool] = {}
+    own: set[str] = set()  # calls this run received (a kept store may replay older ones)
+    finished: dict[str, str] = {}
     done = asyncio.Event()
 
     async def on_event(msg: Msg) -> None:
         event = CallEvent.model_validate_json(msg.data)
+        if event.type == EventType.CALL_RECEIVED:
+            own.add(event.call_id)
+        if event.call_id not in own:
+            return
         line = format_event(event)
         if line:
             print(line, flush=True)
         if event.type in TERMINAL_TYPES and event.call_id not in finished:
-            finished[event.call_id] = is_success(event)
+            finished[event.call_id] = outcome(event)
             if len(finished) >= expected:
                 done.set()
 
     await nc.subscribe("calls.events.>", cb=on_event)
     stack.start_simulator()
+    report_exits(stack.children)
+    code = 0
     try:
-        if not exit_when_done:
-            await asyncio.Event().wait()  # until Ctrl-C
-        async with asyncio.timeout(60 + 15 * expected):
-            await done.wait()
-    except TimeoutError:
-        print(f"timed out: {len(finished)} of {expected} calls finished", flush=True)
-        return 1
+        if expected > 0:
+            waits = {asyncio.create_task(done.wait()), asyncio.create_task(stopping.wait())}
+            ended, pending = await asyncio.wait(
+                waits, timeout=60 + 15 * expected, return_when=asyncio.FIRST_COMPLETED
+            )
+            for wait in pending:
+                wait.cancel()
+            if not ended:
+                print(f"timed out: {len(finished)} of {expected} calls finished", flush=True)
+                code = 1
+            if stopping.is_set():
+                return 0
+            print(summary(finished, expected), flush=True)
+            if any(result != "ok" for result in finished.values()):
+                code = 1
+        if exit_when_done:
+            return code
+        print(stack.serving(), flush=True)
+        await stopping.wait()
+        return code
     finally:
-        await nc.close()
-    failed = [call_id for call_id, ok in finished.items() if not ok]
-    print(f"{len(finished) - len(failed)} of {expected} calls completed", flush=True)
-    return 1 if failed else 0
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await nc.close()
 
 
 def _interrupt(*_: object) -> None:
@@ -201,19 +329,32 @@ def _interrupt(*_: object) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the stack like Ctrl-C
-    stack = DevStack(args)
+    # SIGTERM and a closed terminal (SIGHUP) stop the stack like Ctrl-C; once the stack is
+    # up, the event loop takes these signals over (see `_watch`).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    try:
+        stack = DevStack(args, load_settings())
+    except ScriptError as error:
+        raise ConfigError(" ".join(str(error).split())) from None
     print(f"switchboard dev: NATS {stack.nats.url}, logs in {stack.logs}", flush=True)
     try:
         stack.start()
-        print(f"webhook: http://127.0.0.1:{stack.ingress_port}/api/voice/realtime-webhook  "
-              f"simulator: {stack.env['OPENAI_BASE_URL']}", flush=True)  # fmt: skip
-        print(f"console: http://127.0.0.1:{stack.ingress_port}/console  "
-              f"viewer token: {stack.env['SWITCHBOARD_VIEW_TOKEN']}", flush=True)  # fmt: skip
-        print("placing demo calls; Ctrl-C stops everything", flush=True)
+        print(
+            f"webhook: {stack.webhook_url}  simulator: {stack.env['OPENAI_BASE_URL']}", flush=True
+        )
+        print(f"console: {stack.console_url}  viewer token: {stack.env['SWITCHBOARD_VIEW_TOKEN']}",
+              flush=True)  # fmt: skip
+        if args.calls:
+            print(f"placing {args.calls} demo call(s); Ctrl-C stops everything", flush=True)
         return asyncio.run(_watch(stack, args.calls, args.exit_when_done))
+    except ServiceFailed as error:
+        print(f"switchboard dev: {error}", file=sys.stderr, flush=True)
+        return 2 if error.returncode == 2 else 1
     except KeyboardInterrupt:
         return 0
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # stopping in order; children die with us anyway
         print("stopping…", flush=True)
         stack.stop()

@@ -15,6 +15,7 @@ import subprocess
 import sysconfig
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -48,6 +49,7 @@ class NatsServer:
         cluster_port: int | None = None,
         routes: list[str] | None = None,
         cluster_name: str = "switchboard",
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
@@ -56,6 +58,7 @@ class NatsServer:
         self.cluster_port = cluster_port
         self.routes = routes or []
         self.cluster_name = cluster_name
+        self.preexec_fn = preexec_fn  # e.g. to die with the parent (`switchboard dev`)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,6 +91,7 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=self.preexec_fn,
         )
         if wait_ready:
             self.wait_ready(timeout)

@@ -31,6 +31,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.errors
 from faststream import FastStream
 from faststream.nats import NatsBroker
 
@@ -53,7 +54,15 @@ class ToolError(Exception):
 class ToolService:
     def __init__(self, broker: NatsBroker | None = None, *, queue: str = QUEUE_GROUP) -> None:
         servers = os.environ.get("NATS_URL", "nats://127.0.0.1:4222").split(",")
-        self.broker = broker or ReconnectingBroker([s.strip() for s in servers if s.strip()])
+        # FastStream's own logger writes ANSI colours even into files: log through ours. On
+        # SIGTERM, answers in flight get a tool's default timeout, then the connection
+        # drains briefly: a service asked to stop stops, NATS reachable or not.
+        self.broker = broker or ReconnectingBroker(
+            [s.strip() for s in servers if s.strip()],
+            logger=log,
+            graceful_timeout=8.0,
+            drain_timeout=3,
+        )
         self._queue = queue
         self.names: list[str] = []
 
@@ -78,7 +87,10 @@ class ToolService:
 
     def run(self) -> None:
         """Serve until SIGINT/SIGTERM."""
-        asyncio.run(FastStream(self.broker).run())
+        try:
+            asyncio.run(FastStream(self.broker, logger=log).run())
+        except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError):
+            log.warning("stopped while NATS was unreachable: nothing left to drain")
 
 
 async def _answer(name: str, handler: Handler, request: ToolRequest) -> dict[str, Any]:

@@ -10,7 +10,13 @@ class AcceptorSettings(BaseSettings):
     """`SWITCHBOARD_REJECT_SIP_STATUS`, `SWITCHBOARD_AGENT_HOOK_TIMEOUT_MS`,
     `SWITCHBOARD_AGENTS_POLL_S`."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
+    )
 
     switchboard_reject_sip_status: int = Field(
         486, ge=400, le=699, description="SIP status of a call refused for capacity (486 Busy)"

@@ -34,11 +34,11 @@ from shared.backlog import watch_backlog
 from shared.broker import ReconnectingBroker
 from shared.calls import IncomingCall
 from shared.events import CallEventPublisher
-from shared.logging import configure_logging
+from shared.nats import public_url, wait_for_nats
 from shared.openai_client import call_control_client
 from shared.ops import HttpServer, ops_app
 from shared.service import run
-from shared.settings import Settings
+from shared.settings import ConfigError, Settings, load_settings, require
 from shared.streams import (
     ACCEPTOR_ACK_WAIT_S,
     ACCEPTOR_CONSUMER,
@@ -79,7 +79,7 @@ class Acceptor:
             self.reloader = AgentsReloader(
                 settings.switchboard_agents_file,
                 default,
-                apply=lambda new: self.resolver.swap(new),
+                apply=self._use_agents,
                 poll_s=self.options.switchboard_agents_poll_s,
             )
             directory = self.reloader.load_initial()  # raises AgentsFileError
@@ -139,8 +139,31 @@ class Acceptor:
         metrics.READY.set(ready)
         return ready
 
+    def _use_agents(self, directory: AgentDirectory) -> None:
+        """A reloaded agents file: used from the next call on, and said in the log."""
+        self.resolver.swap(directory)
+        log.info("%s", self.describe())
+
+    def describe(self) -> str:
+        """Which agents answer which numbers: the first thing to check when a call is not
+        answered by the agent it should be."""
+        directory = self.resolver.directory
+        default = directory.default
+        agents = [
+            f"{p.name} ({', '.join(p.numbers) or 'no numbers'})"
+            for name, p in directory.by_name.items()
+            if name != default.name
+        ]
+        source = self.settings.switchboard_agents_file or "no agents file"
+        return (
+            f"acceptor: agents from {source}: {'; '.join(agents) or 'none'}; default agent "
+            f"{default.model}/{default.voice}; NATS {public_url(self.settings.nats_url)}"
+        )
+
     async def start(self) -> None:
+        log.info("%s", self.describe())
         await self.http.start()
+        await wait_for_nats(self.settings.nats_servers)  # says which URL it cannot reach
         nc = self._nc = await self.broker.connect()
         js = nc.jetstream()
         await declare_topology(
@@ -197,11 +220,11 @@ async def _in_progress_while_handled(message: Msg) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = load_settings()
+    require(settings, "openai_api_key")
+    options = load_settings(AcceptorSettings)
     try:
-        acceptor = Acceptor(settings, args.metrics_port)
+        acceptor = Acceptor(settings, args.metrics_port, args.host, options)
     except AgentsFileError as error:
-        configure_logging(settings.log_format, settings.log_level)
-        log.error("cannot start: bad agents file\n%s", error)
-        return 2
+        raise ConfigError("; ".join(str(error).splitlines())) from None
     return run(acceptor, settings)

@@ -24,10 +24,10 @@ from services.ingress.publish import CallPublisher
 from services.ingress.webhook import WebhookVerifier
 from shared import metrics
 from shared.backoff import Backoff
-from shared.nats import ConnectionWatch, connect
+from shared.nats import ConnectionWatch, connect, public_url
 from shared.ops import HttpServer, ops_routes
 from shared.service import run
-from shared.settings import Settings
+from shared.settings import Settings, load_settings, require
 from shared.streams import declare_topology
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class Ingress:
             endpoint, [*ops_routes(self.is_ready, self.is_alive), *control, *console]
         )
         self.http = HttpServer(self.app, host, port)
+        self._where = f"{host}:{port}"
 
     def _connected_publisher(self) -> CallPublisher | None:
         if self._nc is None or not self._nc.is_connected:
@@ -74,7 +75,16 @@ class Ingress:
         so only a client closed for good, which will not come back, makes it not alive."""
         return not self._watch.closed
 
+    def describe(self) -> str:
+        """What this ingress runs with (no secret, only how many)."""
+        control = "on" if self.settings.switchboard_control_token else "off"
+        return (
+            f"ingress on {self._where}: {len(self.settings.webhook_secrets)} webhook "
+            f"secret(s), control API {control}, NATS {public_url(self.settings.nats_url)}"
+        )
+
     async def start(self) -> None:
+        log.info("%s", self.describe())
         # Serve at once (health, and 503 on webhooks) even while NATS is not reachable yet.
         await self.http.start()
         self._connecting = asyncio.create_task(self._connect())
@@ -126,7 +136,8 @@ class Ingress:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = load_settings()
+    require(settings, "openai_webhook_secret")
     ingress = Ingress(settings, args.host, args.port)
     # Everything loaded so far lives as long as the process: keep it out of the cyclic GC,
     # whose full passes over it (~100k objects, tens of ms each) were latency spikes.

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import socket
 
 from services.session.worker import SessionWorker
 from shared import metrics
+from shared.nats import public_url
 from shared.ops import HttpServer, ops_app
 from shared.service import run
-from shared.settings import Settings
+from shared.settings import Settings, load_settings, require
+
+log = logging.getLogger(__name__)
 
 
 class SessionService:
@@ -23,6 +27,7 @@ class SessionService:
     ) -> None:  # fmt: skip
         self.worker = SessionWorker(settings, capacity, worker_id)
         self.http = HttpServer(ops_app(self.is_ready, self.is_alive), host, metrics_port)
+        self._where = f"{host}:{metrics_port}"
 
     def is_ready(self) -> bool:
         ready = not self.worker.draining and self.worker.is_connected()
@@ -34,7 +39,15 @@ class SessionService:
         worker's calls are no longer its own) or the client is closed for good."""
         return self.worker.is_alive()
 
+    def describe(self) -> str:
+        worker = self.worker
+        return (
+            f"session worker {worker.worker_id}: capacity {worker.capacity}, health on "
+            f"{self._where}, NATS {public_url(worker.settings.nats_url)}"
+        )
+
     async def start(self) -> None:
+        log.info("%s", self.describe())
         await self.http.start()
         await self.worker.start()
         # A worker holds thousands of long-lived objects per call; the cyclic GC's passes
@@ -54,6 +67,8 @@ def default_worker_id() -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = Settings()
-    worker_id = args.worker_id or settings.worker_id or default_worker_id()
-    return run(SessionService(settings, args.capacity, worker_id, args.metrics_port), settings)
+    settings = load_settings()
+    require(settings, "openai_api_key")
+    worker_id = args.worker_id or default_worker_id()
+    service = SessionService(settings, args.capacity, worker_id, args.metrics_port, args.host)
+    return run(service, settings)

@@ -14,6 +14,7 @@ on the call the moment it notices, and never acks or naks a delivery that is no 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -107,6 +108,13 @@ class CallRunner:
             # A previous owner ended the call but died before its ack: finish its paperwork.
             return await self._finish(history.ended_reason, already_ended=True)
         self.attempt = self.lease.attempt = self.talk.attempt = history.next_attempt
+        try:
+            # The lease was created before the history told the attempt: name it now,
+            # before `session.attached`, so `GET /calls` agrees with the events.
+            with contextlib.suppress(*RETRYABLE_NATS):  # else the heartbeat names it
+                await self.lease.renew()
+        except LeaseLost:
+            return self._after_lease_lost()
         self.talk.greeted = history.greeted
         # The model never asks again for a tool call an earlier owner left unanswered.
         self.talk.actions.resume(history.open_tools)

@@ -18,13 +18,15 @@ from typing import Any
 import pytest
 import yaml
 
+from switchboard.services import SERVICES
+
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 COMPOSE_FILE = REPO / "compose.yaml"
 OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomization.yaml"))
 
-# The services the manifests run, by their `app.kubernetes.io/component` label.
-SERVICES = ("ingress", "acceptor", "session")
+# The services the manifests run (by their `app.kubernetes.io/component` label) and compose
+# runs: `SERVICES`, the list `switchboard services` prints.
 SECRET_VARS = (
     "OPENAI_API_KEY",
     "OPENAI_WEBHOOK_SECRET",

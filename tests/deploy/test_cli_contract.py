@@ -20,8 +20,14 @@ from tests.deploy.conftest import (
 
 
 def test_cli_lists_the_documented_commands() -> None:
-    listed = set(re.findall(r"\b(ingress|acceptor|session|simulator|dev)\b", cli_help()))
-    assert listed == {"ingress", "acceptor", "session", "simulator", "dev"}
+    documented = {"ingress", "acceptor", "session", "simulator", "dev", "services", "asyncapi"}
+    listed = set(re.findall(r"\b(" + "|".join(documented) + r")\b", cli_help()))
+    assert listed == documented
+
+
+def test_every_listed_service_is_a_command_that_starts_with_its_defaults() -> None:
+    for service in SERVICES:
+        check_invocation(f"switchboard services: {service}", [service])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

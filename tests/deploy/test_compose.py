@@ -279,3 +279,21 @@ def test_dashboards_use_the_provisioned_data_source() -> None:
         for uid in re.findall(r'"datasource"\s*:\s*\{[^}]*"uid"\s*:\s*"([^"]+)"', text):
             allowed = uid in ("prometheus", "grafana", "-- Grafana --") or uid.startswith("$")
             assert allowed, f"{path.name}: data source uid {uid!r}, provisioned: 'prometheus'"
+
+
+def test_every_service_gets_the_agent_settings_and_the_agents_file() -> None:
+    """docs/production.md §3 sets the default agent and the profiles through compose."""
+    for name, service in compose_switchboard_services().items():
+        env = service["environment"]
+        for variable in (
+            "OPENAI_MODEL",
+            "OPENAI_VOICE",
+            "OPENAI_INSTRUCTIONS",
+            "SWITCHBOARD_GREETING",
+            "SWITCHBOARD_CONTROL_TOKEN",
+        ):
+            assert f"${{{variable}:-" in str(env.get(variable)), f"{name}: {variable}"
+        volumes = [interpolate_defaults(str(v)).split(":") for v in service["volumes"]]
+        mounted = {target: source for source, target, *_ in volumes}
+        source = mounted[env["SWITCHBOARD_AGENTS_FILE"]]
+        assert (REPO / source).is_file(), f"{name}: {source} does not exist"

@@ -1,15 +1,17 @@
 """`shared.nats`: a connection the server closes is re-established; the watch behind
-liveness knows for how long NATS has been out of reach. A real nats-server."""
+liveness knows for how long NATS has been out of reach; waiting for NATS at start-up logs
+each refusal with the URL (never its credentials) and backs off. A real nats-server."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import nats
 from nats.aio.msg import Msg
 
-from shared.nats import ConnectionWatch, connect
-from switchboard.nats_server import NatsServer
+from shared.nats import ConnectionWatch, connect, public_url, wait_for_nats
+from switchboard.nats_server import NatsServer, free_port
 from tests.services.session.conftest import until
 
 
@@ -77,3 +79,75 @@ def test_liveness_is_lost_after_the_grace_or_at_once_when_closed() -> None:
     assert watch.alive(grace_s=3.0)
     watch.closed = True
     assert not watch.alive(grace_s=3.0)
+
+
+def test_public_url_drops_credentials() -> None:
+    assert public_url("nats://user:secret@10.0.0.1:4222") == "nats://10.0.0.1:4222"
+    assert public_url("tls://token@nats.example.com") == "tls://nats.example.com"
+    assert public_url("127.0.0.1:4222") == "nats://127.0.0.1:4222"
+    assert public_url("nats://a:b@n1:4222, nats://c:d@n2:4222") == "nats://n1:4222,nats://n2:4222"
+
+
+class _Lines(logging.Handler):
+    """Collects log lines and wakes a waiter at each one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.changed.set()
+
+    async def wait_count(self, count: int) -> None:
+        async with asyncio.timeout(30):
+            while len(self.lines) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def wait_for(self, line: str) -> None:
+        async with asyncio.timeout(30):
+            while line not in self.lines:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_says_which_server_it_cannot_reach_backs_off_and_returns_once_one_listens() -> None:
+    port = free_port()
+    lines = _Lines()
+    logger = logging.getLogger("shared.nats")
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    waiting = asyncio.create_task(wait_for_nats([f"nats://app:hunter2@127.0.0.1:{port}"]))
+    try:
+        await lines.wait_count(2)
+        assert lines.lines[0] == (
+            f"cannot reach NATS at nats://127.0.0.1:{port} (ConnectionRefusedError); "
+            "retrying in 0.5 s"
+        )
+        assert lines.lines[1].endswith("retrying in 1.0 s")
+        assert not any("hunter2" in line for line in lines.lines)
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+        async with server:
+            await asyncio.wait_for(waiting, timeout=30)
+    finally:
+        waiting.cancel()
+        logger.removeHandler(lines)
+
+
+async def test_only_an_outage_is_logged_as_a_disconnect(nats_server: NatsServer) -> None:
+    lines = _Lines()
+    logger = logging.getLogger("shared.nats")
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        nc = await connect([nats_server.url], name="test")
+        await nc.close()  # our own close: nothing to warn about
+        nc = await connect([nats_server.url], name="test")
+        assert "nats disconnected" not in lines.lines
+        nats_server.kill()
+        await lines.wait_for("nats disconnected")
+        await nc.close()
+    finally:
+        logger.removeHandler(lines)

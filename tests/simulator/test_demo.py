@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 
@@ -10,7 +9,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 
 from simulator import CallerScript, Simulator
-from simulator.main import main
+from switchboard.cli import main
 
 from .conftest import WebhookReceiver, Worker, send
 
@@ -51,28 +50,24 @@ async def test_demo_script_end_to_end(
     assert call.agent_transcripts[-1] == "Thanks for calling, goodbye!"
 
 
-def _args(**kw: object) -> argparse.Namespace:
-    base = {
-        "host": "127.0.0.1",
-        "port": 0,
-        "webhook_url": "http://127.0.0.1:9/x",
-        "calls": 0,
-        "rate": 1.0,
-        "script": None,
-        "to": "+18005551212",
-    }
-    return argparse.Namespace(**{**base, **kw})
-
-
-def test_cli_refuses_a_bad_script(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+def test_cli_refuses_a_bad_script_in_one_line(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_WEBHOOK_SECRET", "whsec_" + "A" * 40)
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: [{shout: hi}]\n")
-    assert main(_args(script=str(bad))) == 2
-    assert "bad.yaml" in caplog.text
+    assert main(["simulator", "--script", str(bad)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "bad.yaml" in line and "shout" in line
 
 
-def test_cli_needs_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_cli_needs_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_WEBHOOK_SECRET", raising=False)
-    assert main(_args()) == 2
+    assert main(["simulator"]) == 2
+    assert "OPENAI_API_KEY is not set" in capsys.readouterr().err

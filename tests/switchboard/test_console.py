@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from shared.events import CallEvent
-from switchboard.console import format_event, is_success
+from switchboard.console import format_event, is_success, summary
 
 
 def event(type: str, **data: object) -> CallEvent:
@@ -59,3 +59,10 @@ def test_tool_output_and_transcripts_reach_the_terminal_escaped() -> None:
         assert line is not None
         assert line.isprintable(), repr(line)
         assert "\\x1b[2J" in line or "\\u001b[2J" in line  # shown, not obeyed
+
+
+def test_the_summary_counts_how_calls_ended() -> None:
+    assert summary({"a": "ok", "b": "ok"}, 2) == "2 of 2 calls completed"
+    assert summary({"a": "ok", "b": "no_capacity"}, 3) == (
+        "1 of 3 calls completed (1 no_capacity, 1 unfinished)"
+    )

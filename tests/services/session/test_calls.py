@@ -7,6 +7,7 @@ The whole stack runs in-process against a real nats-server; the simulator plays 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -15,6 +16,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from shared.events import CALL_EVENTS_STREAM
+from shared.streams import CALL_LEASES_BUCKET
 from simulator import CallerScript
 from switchboard.nats_server import NatsServer
 from tests.services.session.conftest import (
@@ -199,3 +201,22 @@ async def journal_refuses_writes(js: JetStreamContext) -> AsyncIterator[None]:
         yield
     finally:
         await js.update_stream(replace(config, subjects=subjects))
+
+
+async def test_the_lease_names_the_attempt_before_the_call_is_attached(
+    stack: Stack, nats_server: NatsServer
+) -> None:
+    """`GET /calls` reads the lease: it must say the attempt `session.attached` says."""
+    assert stack.simulator is not None
+    call = await stack.simulator.place_call(STAYS_ON)
+    await stack.events.wait_for(call.call_id, "session.attached", timeout=20)
+    nc = await nats.connect(nats_server.url)
+    try:
+        leases = await nc.jetstream().key_value(CALL_LEASES_BUCKET)
+        lease = json.loads((await leases.get(call.call_id)).value or b"{}")
+    finally:
+        await nc.close()
+    (attached,) = attaches(stack, call.call_id)
+    assert lease["attempt"] == attached.data["attempt"] == 1
+    await call.hang_up()
+    await stack.events.wait_for(call.call_id, "call.report", timeout=20)
