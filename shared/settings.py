@@ -10,7 +10,7 @@ import base64
 import binascii
 import re
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -178,7 +178,11 @@ class Settings(BaseSettings):
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
-def load_settings(kind: type[SettingsT] = Settings) -> SettingsT:  # type: ignore[assignment]
+@overload
+def load_settings() -> Settings: ...
+@overload
+def load_settings(kind: type[SettingsT]) -> SettingsT: ...
+def load_settings(kind: type[BaseSettings] = Settings) -> BaseSettings:
     """`kind()` from the environment and `.env`, or `ConfigError` naming each bad variable
     (pydantic's reason, never the value)."""
     try:
