@@ -138,12 +138,12 @@ async def wait_for_listener(client: httpx.AsyncClient, base: str, timeout: float
 
 async def wait_for_listener_closed(base: str, timeout: float = 10) -> None:
     """Until the server stops taking new connections: refused, or (one accepted just as
-    the listener closed) closed without an answer."""
+    the listener closed) closed or reset without an answer."""
     async with asyncio.timeout(timeout):
         while True:
             try:
                 async with httpx.AsyncClient() as fresh:  # a new connection each time
                     await fresh.get(f"{base}/healthz")
-            except (httpx.ConnectError, httpx.RemoteProtocolError):
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
                 return
             await asyncio.sleep(0.02)  # polling a child process, bounded by the timeout
