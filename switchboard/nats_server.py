@@ -36,6 +36,10 @@ def free_port() -> int:
         return port
 
 
+class PortTaken(RuntimeError):
+    """nats-server exited at start: most often, a port it was given is no longer free."""
+
+
 class NatsServer:
     """One JetStream-enabled server on loopback; `start()`, `stop()`, `kill()`, `restart()`."""
 
@@ -60,6 +64,10 @@ class NatsServer:
         self.cluster_name = cluster_name
         self.preexec_fn = preexec_fn  # e.g. to die with the parent (`switchboard dev`)
         self.process: subprocess.Popen[bytes] | None = None
+        # Ports we picked ourselves may be taken between `free_port()` and the server's bind
+        # (another process on the machine): the first start may then pick again.
+        self._may_repick = port is None and monitor_port is None and cluster_port is None
+        self._started_once = False
 
     @property
     def url(self) -> str:
@@ -86,22 +94,32 @@ class NatsServer:
 
     def start(self, timeout: float = 10.0, wait_ready: bool = True) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            self._command(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=self.preexec_fn,
-        )
-        if wait_ready:
-            self.wait_ready(timeout)
+        tries = 3 if self._may_repick and wait_ready and not self._started_once else 1
+        for attempt in range(tries):
+            self.process = subprocess.Popen(
+                self._command(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=self.preexec_fn,
+            )
+            if not wait_ready:
+                break
+            try:
+                self.wait_ready(timeout)
+                break
+            except PortTaken:
+                if attempt == tries - 1:
+                    raise
+                self.port, self.monitor_port = free_port(), free_port()
+        self._started_once = True
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
         deadline = time.monotonic() + timeout
         while True:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}")
+                raise PortTaken(f"nats-server exited with {self.process.returncode}")
             try:
                 with urllib.request.urlopen(url, timeout=1) as reply:
                     if reply.status == 200:

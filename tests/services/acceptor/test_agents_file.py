@@ -176,6 +176,7 @@ def test_a_bad_value_stops_the_acceptor_with_the_file_and_line(tmp_path: Path) -
         "SWITCHBOARD_AGENTS_FILE": str(agents),
         "NATS_URL": "nats://127.0.0.1:1",  # never reached: the file is read first
         "LOG_FORMAT": "text",
+        "OPENAI_API_KEY": "sk-test-" + "k" * 24,  # the acceptor requires one before the file
     }
     done = subprocess.run(
         [sys.executable, "-m", "switchboard.cli", "acceptor", "--metrics-port", "0"],
