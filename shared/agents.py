@@ -38,6 +38,7 @@ from shared.live_agent import (
     check_realtime_values,
     refused_fields,
 )
+from shared.outbound import OutboundConfig
 from shared.settings import Settings
 from shared.uris import is_dialable
 
@@ -149,6 +150,8 @@ class AgentProfile(BaseModel):
     # GPT-Live only: the backend that calls the tools, and whether OpenAI stores the session.
     delegation: LiveDelegation | None = None
     store: bool | None = Field(None, strict=True)
+    # GPT-Live only: may place calls (shared/outbound.py).
+    outbound: OutboundConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -168,7 +171,7 @@ class AgentProfile(BaseModel):
         own round trip through JSON)."""
         present = {
             name
-            for name in ("transcription", "turn_detection", "delegation", "store")
+            for name in ("transcription", "turn_detection", "delegation", "store", "outbound")
             if getattr(self, name) is not None
         }
         for field, reason in refused_fields(self.api, present):

@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from shared.agents import AgentProfile
 from shared.live_agent import Api
+from shared.outbound import Direction
 from shared.text import strip_invisible
 
 MAX_SIP_HEADERS = 64
@@ -63,3 +64,13 @@ class SessionJob(BaseModel):
     # worker's first publish needs no read of the journal. A hint only: a stale one is
     # caught by the journal's optimistic concurrency.
     events_tail: tuple[int, int] | None = None
+    # Outbound calls (services/dialler): our `out_…` call id differs from OpenAI's `live_…`
+    # session id; the request's context reaches the agent and its tools.
+    direction: Direction = "inbound"
+    session_id: str | None = None
+    context: dict[str, Any] | None = None
+
+    @property
+    def openai_id(self) -> str:
+        """The id OpenAI knows the call by (sideband, hang-up, transfer)."""
+        return self.session_id or self.call_id

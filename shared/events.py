@@ -58,6 +58,11 @@ class EventType(StrEnum):
     CALL_ENDED = "call.ended"
     CALL_REPORT = "call.report"
     RESPONSE_FAILED = "response.failed"
+    # Outbound calls (services/dialler).
+    CALL_REQUESTED = "call.requested"
+    CALL_DIALING = "call.dialing"
+    CALL_RINGING = "call.ringing"
+    CALL_ANSWERED = "call.answered"
 
 
 class EndReason(StrEnum):

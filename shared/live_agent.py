@@ -35,6 +35,7 @@ REALTIME_ONLY: dict[str, str] = {
 LIVE_ONLY: dict[str, str] = {
     "delegation": "only GPT-Live agents have a delegation backend (api: live)",
     "store": "only GPT-Live sessions are stored (api: live)",
+    "outbound": "only GPT-Live places calls (api: live)",
 }
 
 

@@ -24,7 +24,7 @@ DEFAULT_INSTRUCTIONS = (
 DEFAULT_GREETING = "Hello, thanks for calling. How can I help you today?"
 # Ports of the acceptor's and a session worker's health/metrics server when METRICS_PORT
 # is unset (two services on one host must not collide).
-DEFAULT_METRICS_PORTS = {"acceptor": 9101, "session": 9102}
+DEFAULT_METRICS_PORTS = {"acceptor": 9101, "session": 9102, "dialler": 9103}
 
 
 class ConfigError(Exception):

@@ -22,6 +22,8 @@ class ToolRequest(BaseModel):
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     agent: str
+    # An outbound call's `context` (`POST /calls`); absent on inbound calls.
+    context: dict[str, Any] | None = None
 
 
 class ToolReply(BaseModel):

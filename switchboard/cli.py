@@ -141,6 +141,20 @@ def build_parser(
         help="also place GPT-Live calls (every other one) to this number",
     )
 
+    dialler = command("dialler", "places outbound calls from the queue")
+    _add_health_options(dialler, settings, "dialler")
+
+    call = command("call", "ask for an outbound call (POST /calls on the ingress)")
+    call.add_argument("to", help="the number to call, E.164 (+61…)")
+    call.add_argument("--agent", required=True, help="the agent that places the call")
+    call.add_argument("--context", default=None, help="JSON object given to the agent and tools")
+    call.add_argument("--key", default=None, help="Idempotency-Key (default: a new one)")
+    call.add_argument(
+        "--url",
+        default=f"http://127.0.0.1:{settings.ingress_port}",
+        help="the ingress (env SWITCHBOARD_URL); token from SWITCHBOARD_CONTROL_TOKEN",
+    )
+
     dev = command("dev", "embedded NATS, all services and the simulator, with live transcripts")
     dev.add_argument("--calls", type=int, default=3, help="demo calls to place")
     dev.add_argument("--workers", type=int, default=2, help="session workers to start")
@@ -179,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.acceptor.main import main as run
         elif args.command == "session":
             from services.session.main import main as run
+        elif args.command == "dialler":
+            from services.dialler.main import main as run
+        elif args.command == "call":
+            from switchboard.call import main as run
         elif args.command == "simulator":
             from simulator.main import main as run
         elif args.command == "asyncapi":

@@ -17,15 +17,18 @@ import logging
 
 from nats.aio.client import Client
 
+from services.ingress.agents import IngressAgents
 from services.ingress.app import PUBLISH_TIMEOUT_S, WebhookEndpoint, build_app
 from services.ingress.console.routes import Console
 from services.ingress.control import control_routes
+from services.ingress.outbound import outbound_routes
 from services.ingress.publish import CallPublisher
 from services.ingress.webhook import WebhookVerifier
 from shared import metrics
 from shared.backoff import Backoff
 from shared.nats import ConnectionWatch, connect, public_url
 from shared.ops import HttpServer, ops_routes
+from shared.outbound_store import declare_outbound
 from shared.service import run
 from shared.settings import Settings, load_settings, require
 from shared.streams import declare_topology
@@ -54,9 +57,13 @@ class Ingress:
         control = control_routes(settings.switchboard_control_token, lambda: self._nc)
         self.console = Console.from_settings(settings, lambda: self._nc)
         console = self.console.routes() if self.console else []
-        self.app = build_app(
-            endpoint, [*ops_routes(self.is_ready, self.is_alive), *control, *console]
+        self.agents = IngressAgents(settings)
+        token = settings.switchboard_control_token
+        outbound = outbound_routes(
+            token.get_secret_value() if token else None, lambda: self._nc, self.agents.named
         )
+        routes = [*ops_routes(self.is_ready, self.is_alive), *control, *console, *outbound]
+        self.app = build_app(endpoint, routes)
         self.http = HttpServer(self.app, host, port)
         self._where = f"{host}:{port}"
 
@@ -87,6 +94,7 @@ class Ingress:
         log.info("%s", self.describe())
         # Serve at once (health, and 503 on webhooks) even while NATS is not reachable yet.
         await self.http.start()
+        self.agents.start()
         self._connecting = asyncio.create_task(self._connect())
 
     async def _connect(self) -> None:
@@ -101,6 +109,7 @@ class Ingress:
                     replicas=self.settings.nats_replicas,
                     session_ack_wait_s=self.settings.session_ack_wait_s,
                 )
+                await declare_outbound(js, replicas=self.settings.nats_replicas)
                 break
             except Exception as error:
                 log.warning("nats not ready yet (%s); retrying", type(error).__name__)
@@ -123,6 +132,7 @@ class Ingress:
         if self.console is not None:
             await self.console.close()  # its streams would hold the server open
         await self.http.stop()  # closes the listener, finishes the requests in flight
+        await self.agents.stop()
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         if self._nc is not None:

@@ -66,8 +66,10 @@ class CallActions:
         agent: AgentProfile,
         runner: ToolRunner | None,
         hooks: CallHooks,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.call_id = call_id
+        self.context = context  # an outbound call's request context, given to its tools
         self.agent = agent
         self.runner = runner
         self._hooks = hooks
@@ -169,6 +171,7 @@ class CallActions:
             arguments=arguments,
             agent=self.agent.name,
             timeout_s=tool.timeout_s,
+            context=self.context,
         )
         return await self.runner.run(request, self._hooks.publish)
 

@@ -127,6 +127,7 @@ class Conversation:
                 transfer=self._transfer,
                 owns_call=lease.held,
             ),
+            context=job.context,
         )
 
     async def hand_off(self) -> None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from shared.events import CallEvent, EventType
 from shared.live_agent import Api
+from shared.outbound import Direction
 
 
 class TranscriptLine(BaseModel):
@@ -39,6 +40,8 @@ class CallReport(BaseModel):
     end_reason: str
     attempts: int
     api: Api = "realtime"  # the API the call came through (from its first event)
+    direction: Direction = "inbound"  # outbound: placed by the dialler (`call.requested`)
+    tries: int = 1  # dials it took (`call.dialing` events); 1 for an inbound call
 
     def data(self) -> dict[str, Any]:
         """As published: a transcript line says `failed` (and OpenAI's error) only when so."""
@@ -81,8 +84,15 @@ def build_report(events: list[CallEvent], end_reason: str) -> CallReport:
             )
         elif event.type == EventType.SESSION_ATTACHED:
             attempts = max(attempts, int(event.data.get("attempt", 1)))
-        elif event.type in (EventType.CALL_RECEIVED, EventType.CALL_ACCEPTED):
+        elif event.type in (
+            EventType.CALL_RECEIVED, EventType.CALL_ACCEPTED, EventType.CALL_REQUESTED,
+        ):  # fmt: skip
             api = "live" if event.data.get("api") == "live" else api
+    outbound = bool(events) and events[0].type == EventType.CALL_REQUESTED
+    dials = sum(1 for event in events if event.type == EventType.CALL_DIALING)
+    if started is None or outbound:
+        answered = next((e.ts for e in events if e.type == EventType.CALL_ANSWERED), None)
+        started = answered or started
     duration = (ended - started).total_seconds() if started and ended else 0.0
     return CallReport(
         duration_s=round(duration, 3),
@@ -92,4 +102,6 @@ def build_report(events: list[CallEvent], end_reason: str) -> CallReport:
         end_reason=end_reason,
         attempts=attempts,
         api=api,
+        direction="outbound" if outbound else "inbound",
+        tries=max(dials, 1) if outbound else 1,
     )

@@ -26,6 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from services.dialler.limits import release_place
 from services.session import lease as leases
 from services.session.control import CallControl
 from services.session.conversation import Conversation, Handoff
@@ -186,6 +187,8 @@ class CallRunner:
         except LeaseLost:
             return self._after_lease_lost()
         await release_call(self.ctx.js, self.call_id, self.job.agent)  # agent limit
+        if self.job.direction == "outbound":  # its place in the agent's outbound cap
+            await release_place(self.ctx.js, self.job.agent.name, self.call_id)
         if self.lease.held():
             await self.msg.ack()
         await self.lease.release()

@@ -14,5 +14,5 @@ from shared.settings import Settings
 def open_sideband(job: SessionJob, settings: Settings, client: openai.AsyncOpenAI) -> Sideband:
     """The adapter for the API the call was accepted through (its agent's)."""
     if job.agent.api == "live":
-        return LiveSideband(job.call_id, settings, client)
+        return LiveSideband(job.openai_id, settings, client)
     return RealtimeSideband(job.call_id, settings, client)

@@ -167,6 +167,7 @@ class ToolCallRequest:
     arguments: str  # JSON text, as the model wrote it
     agent: str
     timeout_s: float
+    context: dict[str, Any] | None = None  # an outbound call's request context
 
 
 class ToolRunner:
@@ -292,11 +293,12 @@ class ToolRunner:
             name=call.name,
             arguments=arguments,
             agent=call.agent,
+            context=call.context,
         )
         try:
             reply = await self._nc.request(
                 tool_subject(call.name),
-                request.model_dump_json().encode(),
+                request.model_dump_json(exclude_none=True).encode(),
                 timeout=call.timeout_s,
             )
         except nats.errors.NoRespondersError:

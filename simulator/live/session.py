@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from simulator.live.model import LiveModel
     from simulator.live.surface import LiveSurface
 
-LiveState = Literal["ringing", "accepted", "rejected", "missed", "ended", "superseded"]
+LiveState = Literal[
+    "ringing", "dialing", "accepted", "rejected", "missed", "ended", "superseded"
+]  # dialing: an outbound call (simulator/live/outbound.py) before its callee answers
 CloseReason = Literal["close_requested", "expired", "content", "remote_hangup", "connection_lost"]
 TERMINAL = frozenset({"rejected", "missed", "ended", "superseded"})
 _NO_EVENT_ID = frozenset({"session.input_audio.append", "session.output_audio.delta"})
@@ -88,6 +90,10 @@ class LiveSession:
         self._recent: deque[str] = deque(maxlen=64)  # for LiveRules.replay_events
         self._timers: list[asyncio.TimerHandle] = []
         self.model: LiveModel | None = None
+        # Outbound calls: the created session, and the callee's progress, started by the
+        # first sideband (or `start_after`).
+        self.outbound_config: dict[str, Any] = {}
+        self.on_first_attach: Callable[[], Any] | None = None
 
     def __repr__(self) -> str:
         return f"<LiveSession {self.session_id} {self.state} {self.close_reason or ''}>"
@@ -95,6 +101,24 @@ class LiveSession:
     @property
     def live(self) -> bool:
         return self.state == "accepted"
+
+    @property
+    def attachable(self) -> bool:
+        return self.state in ("accepted", "dialing")
+
+    def start_after(self, delay_s: float) -> None:
+        """An outbound callee's phone rings even if no sideband attaches."""
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(delay_s, self._start_progress))
+
+    def _start_progress(self) -> None:
+        start, self.on_first_attach = self.on_first_attach, None
+        if start is not None:
+            start()
+
+    async def emit_transport(self, event: dict[str, Any]) -> None:
+        """An outbound call's `transport.*` event (sent while it is not answered yet)."""
+        await self._emit_now({**event, "session_id": self.session_id})
 
     @property
     def sockets_open(self) -> int:
@@ -140,7 +164,7 @@ class LiveSession:
 
     def accept(self, session: dict[str, Any]) -> None:
         self.accept_count += 1
-        if self.state != "ringing":
+        if self.state not in ("ringing", "dialing"):
             self.notify()
             return
         self.config = session
@@ -163,7 +187,7 @@ class LiveSession:
 
     async def hang_up(self) -> None:
         """The caller hangs up: `session.closed` (remote_hangup), then the sockets go."""
-        if self.state == "ringing":
+        if self.state in ("ringing", "dialing"):
             self.finish("missed")
         else:
             await self.close("remote_hangup")
@@ -238,6 +262,7 @@ class LiveSession:
                 await self._send_text(ws, text)
         if self.model is not None:
             self.model.attached()
+        self._start_progress()
 
     def detach(self, ws: web.WebSocketResponse) -> None:
         self._sockets.pop(ws, None)

@@ -25,6 +25,7 @@ from simulator.callers import CallerScript
 from simulator.faults import Faults
 from simulator.live.contract import ContractError, check_accept_body
 from simulator.live.model import LiveModel
+from simulator.live.outbound import OutboundSide, check_create_body
 from simulator.live.rules import LiveRules
 from simulator.live.session import TERMINAL, LiveSession
 from simulator.live.webhook import live_incoming_event
@@ -53,8 +54,10 @@ class LiveSurface:
         self.rules = LiveRules()
         self.sessions: dict[str, LiveSession] = {}
         self._by_realtime: dict[str, LiveSession] = {}  # partner rtc_… id → Live session
+        self.outbound = OutboundSide(self)  # outbound calls: callees, dials
 
     def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/live/sessions", self._create)
         app.router.add_post("/v1/live/sessions/{session_id}/{action}", self._rest)
         app.router.add_get("/v1/live/sessions/{session_id}/attach", self._attach)
 
@@ -133,6 +136,23 @@ class LiveSurface:
 
     # -- REST ----------------------------------------------------------------------------------
 
+    async def _create(self, request: web.Request) -> web.Response:
+        """An outbound call (simulator/live/outbound.py); 201 before the callee answers."""
+        if not self._sim._authorized(request):
+            return self._sim._unauthorized()
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return _error(400, "We could not parse the JSON body of your request.", None)
+        try:
+            session, transport = check_create_body(body)
+        except ContractError as error:
+            return _error(400, error.message, error.code, error.param)
+        created = self.outbound.create(session, transport)
+        return web.json_response(
+            {"session": {"id": created.session_id}, "transport": {"type": "sip"}}, status=201
+        )
+
     async def _rest(self, request: web.Request) -> web.Response:
         if not self._sim._authorized(request):
             return self._sim._unauthorized()
@@ -154,6 +174,9 @@ class LiveSurface:
         if action == "hangup":
             if body is not None:
                 return _error(400, "This endpoint takes no body.", "unknown_parameter")
+            if session.state == "dialing":  # a ringing outbound call is cancelled
+                session.finish("missed")
+                return web.Response(status=200)
             await session.close("close_requested")
             return web.Response(status=200)
         if action == "reject":
@@ -238,14 +261,14 @@ class LiveSurface:
             return self._sim._unauthorized()
         session_id = request.match_info["session_id"]
         session = self.sessions.get(session_id)
-        if session is None or not session.live:
+        if session is None or not session.attachable:
             return _not_found(session_id)
         if self.rules.second_attach == "refuse" and session.sockets_open:
             return _error(409, "A sideband is already attached to this session.", "sideband_in_use")
         graceful = request.query.get("graceful_close") == "true"
         ws = web.WebSocketResponse(timeout=2.0, compress=False, autoping=True, max_msg_size=1 << 22)
         await ws.prepare(request)
-        if not session.live:
+        if not session.attachable:
             if request.transport is not None:
                 request.transport.abort()
             return ws

@@ -1,0 +1,81 @@
+"""One reminder call end to end, and the same Idempotency-Key sent five times."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+
+from simulator import CallerScript
+from tests.services.dialler.conftest import CALLEE, Outbound
+
+CALLEE_SCRIPT = CallerScript.model_validate(
+    {
+        "name": "callee",
+        "agent_speech_s": 0.01,
+        "steps": [
+            {"say": "Hello? Yes, that's me.", "reply": "Let me check your booking."},
+            {"tool_call": {"name": "check_booking", "arguments": {"name": "Ana"}},
+             "reply": "Friday at nine it is."},
+            {"say": "Perfect, thanks. Bye!", "reply": "Goodbye!"},
+            {"hangup": True},
+        ],
+    }
+)  # fmt: skip
+
+
+async def test_one_reminder_end_to_end(outbound: Outbound) -> None:
+    stack = outbound.stack
+    assert stack.simulator is not None
+    stack.simulator.live.outbound.callees.caller = CALLEE_SCRIPT
+    tool_requests: list[bytes] = []
+    nc = await nats.connect(stack.nats_url)
+
+    async def check_booking(msg: nats.aio.msg.Msg) -> None:
+        tool_requests.append(msg.data)
+        await msg.respond(b'{"output": {"booking": "Friday 09:00"}}')
+
+    await nc.subscribe("tools.check_booking", cb=check_booking)
+    context = {"customer": "Ana", "appointment": "Friday 09:00"}
+
+    answer = await outbound.request("reminder-1", context=context)
+
+    assert answer.status_code == 202, answer.text
+    call_id = answer.json()["call_id"]
+    assert answer.json()["status"] == "queued"
+    await stack.events.wait_for(call_id, "call.report", timeout=30)
+    types = stack.events.types(call_id)
+    assert types[:4] == ["call.requested", "call.dialing", "call.ringing", "call.answered"]
+    assert types[4] == "session.attached"
+    assert types[-2:] == ["call.ended", "call.report"]
+    assert "tool.completed" in types
+    report = stack.events.of_type(call_id, "call.report")[0].data
+    assert report["direction"] == "outbound"
+    assert report["tries"] == 1
+    assert report["api"] == "live"
+    assert report["end_reason"] == "caller_hangup"
+    # The dial as OpenAI got it: the SIP transport, and the context in the instructions.
+    dials = stack.simulator.live.outbound.dials
+    assert [d.destination for d in dials] == [CALLEE]
+    assert "Friday 09:00" in dials[0].session["instructions"]
+    assert dials[0].caller_number == "+61290000001"
+    # The context reached the tool too.
+    assert tool_requests and b'"customer":"Ana"' in tool_requests[0]
+    await nc.close()
+
+
+async def test_the_same_key_five_times_is_one_call(outbound: Outbound) -> None:
+    stack = outbound.stack
+    assert stack.simulator is not None
+    answers = await asyncio.gather(*(outbound.request("same-key") for _ in range(5)))
+    assert {a.status_code for a in answers} == {202}
+    call_ids = {a.json()["call_id"] for a in answers}
+    assert len(call_ids) == 1
+    (call_id,) = call_ids
+    await stack.events.wait_for(call_id, "call.answered", timeout=20)
+    again = await outbound.request("same-key")
+    assert again.json()["call_id"] == call_id
+    await stack.events.wait_for(call_id, "call.report", timeout=30)
+    assert stack.simulator.live.outbound.dialled(CALLEE) == 1
+    assert stack.events.types(call_id).count("call.requested") == 1
+    assert stack.events.types(call_id).count("call.dialing") == 1
