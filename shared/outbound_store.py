@@ -34,7 +34,7 @@ from shared.outbound import (
     OutboundCall,
 )
 
-DIALLER_ACK_WAIT_S = 10.0
+DIALLER_ACK_WAIT_S = 6.0
 _ALREADY_IN_USE = 10058
 
 

@@ -89,7 +89,8 @@ class OutboundApi:
                 {"field": ".".join(map(str, e["loc"])), "problem": _reason(e["msg"])}
                 for e in error.errors()
             ]
-            reason = problems[0]["problem"] if problems else "invalid body"
+            first = problems[0] if problems else {"field": "body", "problem": "invalid"}
+            reason = f"{first['field'] or 'body'}: {first['problem']}"
             return _answer("call", 422, {"error": reason, "details": problems})
         agent = self._agents(body.agent)
         if agent is None:

@@ -170,6 +170,8 @@ class OutboundSide:
         self._surface = surface
         self.callees = OutboundCallees()
         self.dials: list[Dial] = []
+        self.active: set[str] = set()  # outbound sessions ringing or answered now
+        self.most_active = 0  # the most at once (the cap's proof)
 
     def dialled(self, destination: str) -> int:
         return sum(1 for dial in self.dials if dial.destination == destination)
@@ -186,12 +188,17 @@ class OutboundSide:
         session.state = "dialing"
         session.outbound_config = {"type": "live", **session_config}
         self.dials.append(Dial(destination, session_id, caller, behaviour, session_config))
+        self.active.add(session_id)
+        self.most_active = max(self.most_active, len(self.active))
         surface = self._surface
         surface.sessions[session_id] = session
         surface._sim._live.add(session_id)
         session.on_first_attach = lambda: surface.spawn(self._progress(session, behaviour))
         session.start_after(self.callees.start_unattached_s)
         return session
+
+    def ended(self, session: LiveSession) -> None:
+        self.active.discard(session.session_id)
 
     async def _progress(self, session: LiveSession, behaviour: Behaviour) -> None:
         import asyncio

@@ -69,6 +69,7 @@ class LiveSurface:
         return self._sim.spawn(coro)
 
     def finished(self, session: LiveSession) -> None:
+        self.outbound.ended(session)
         self._sim.call_finished(session)  # type: ignore[arg-type]  # duck-typed: call_id
 
     async def stop(self) -> None:
