@@ -17,6 +17,7 @@ behaviour of the number's list (the last one repeats), so "busy, then answers" i
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import secrets
@@ -64,6 +65,7 @@ class OutboundCallees:
     ring_s: float = 0.05  # ringing before the callee answers or hangs up
     no_answer_s: float = 0.3  # ringing before the network gives up
     start_unattached_s: float = 2.0  # the callee's phone rings even if nobody watches
+    answer_delay_s: float = 0.0  # a fault: the 201 comes this late (the call is placed)
     caller: CallerScript = field(default_factory=CallerScript)  # the callee once answered
 
     def next_for(self, destination: str, dialled_before: int) -> Behaviour:
@@ -172,6 +174,14 @@ class OutboundSide:
         self.dials: list[Dial] = []
         self.active: set[str] = set()  # outbound sessions ringing or answered now
         self.most_active = 0  # the most at once (the cap's proof)
+        self._dialled = asyncio.Event()
+
+    async def wait_for_dials(self, count: int, timeout: float = 30.0) -> None:
+        """Until `count` dials have reached the simulator (tests)."""
+        async with asyncio.timeout(timeout):
+            while len(self.dials) < count:
+                self._dialled.clear()
+                await self._dialled.wait()
 
     def dialled(self, destination: str) -> int:
         return sum(1 for dial in self.dials if dial.destination == destination)
@@ -189,6 +199,7 @@ class OutboundSide:
         session.outbound_config = {"type": "live", **session_config}
         self.dials.append(Dial(destination, session_id, caller, behaviour, session_config))
         self.active.add(session_id)
+        self._dialled.set()
         self.most_active = max(self.most_active, len(self.active))
         surface = self._surface
         surface.sessions[session_id] = session
@@ -201,8 +212,6 @@ class OutboundSide:
         self.active.discard(session.session_id)
 
     async def _progress(self, session: LiveSession, behaviour: Behaviour) -> None:
-        import asyncio
-
         if behaviour == "busy":
             await self._fail(session, FAIL_CODES["busy"], "The callee is busy (486).")
             return

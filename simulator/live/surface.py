@@ -150,6 +150,8 @@ class LiveSurface:
         except ContractError as error:
             return _error(400, error.message, error.code, error.param)
         created = self.outbound.create(session, transport)
+        if self.outbound.callees.answer_delay_s:
+            await asyncio.sleep(self.outbound.callees.answer_delay_s)  # a simulated fault
         return web.json_response(
             {"session": {"id": created.session_id}, "transport": {"type": "sip"}}, status=201
         )

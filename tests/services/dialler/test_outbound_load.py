@@ -137,3 +137,32 @@ async def test_a_dialler_sigkilled_mid_batch_dials_each_request_exactly_once(
         await doomed.kill()
         await outbound.stop()
         await stack.stop()
+
+
+async def test_a_dialler_killed_while_its_dial_is_unanswered_never_dials_it_again(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request reached OpenAI, the 201 never came back: whether it rang is unknown, so
+    the try is reported `unconfirmed` and never repeated (at most one dial per key)."""
+    monkeypatch.setenv("TRUNK_PASSWORD", TRUNK_PASSWORD)
+    stack, outbound = await outbound_stack(nats_server, tmp_path, agents_yaml())
+    assert stack.simulator is not None
+    side = stack.simulator.live.outbound
+    side.callees.answer_delay_s = 60.0
+    doomed = DiallerProcess(outbound)
+    await doomed.start()
+    try:
+        call_id = (await outbound.request("slow", to="+61400000777")).json()["call_id"]
+        await stack.events.wait_for(call_id, "call.dialing", timeout=30)
+        await side.wait_for_dials(1)
+        await doomed.kill()
+        side.callees.answer_delay_s = 0.0
+        await outbound.add_dialler()
+        await stack.events.wait_for(call_id, "call.report", timeout=60)
+        (failed,) = stack.events.of_type(call_id, "call.failed")
+        assert failed.data["reason"] == "unconfirmed"
+        assert side.dialled("+61400000777") == 1
+    finally:
+        await doomed.kill()
+        await outbound.stop()
+        await stack.stop()
