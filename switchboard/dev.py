@@ -120,6 +120,9 @@ class DevStack:
             self.env["SWITCHBOARD_VIEW_TOKEN"] = "view-" + secrets.token_urlsafe(24)
         if self.agents_file is not None:
             self.env["SWITCHBOARD_AGENTS_FILE"] = str(self.agents_file)
+        # Outbound calls (`switchboard call`): the simulator plays the callees; the trunk
+        # password is a throwaway unless the environment has one.
+        self.env.setdefault("TRUNK_PASSWORD", "dev-" + secrets.token_hex(8))
 
     @property
     def with_example_tools(self) -> bool:
