@@ -32,6 +32,7 @@ SECRET_VARS = (
     "OPENAI_WEBHOOK_SECRET",
     "SWITCHBOARD_CONTROL_TOKEN",
     "SWITCHBOARD_VIEW_TOKEN",
+    "TRUNK_PASSWORD",
 )
 # Seconds a worker needs after its drain deadline to close connections and exit.
 DRAIN_MARGIN_S = 5.0

@@ -239,6 +239,7 @@ def test_each_service_gets_only_the_secrets_it_needs(objects: list[dict[str, Any
         "ingress": {"OPENAI_WEBHOOK_SECRET", "SWITCHBOARD_CONTROL_TOKEN", "SWITCHBOARD_VIEW_TOKEN"},
         "acceptor": {"OPENAI_API_KEY"},
         "session": {"OPENAI_API_KEY"},
+        "dialler": {"OPENAI_API_KEY", "TRUNK_PASSWORD"},
     }
     for name, deployment in service_deployments(objects).items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -286,7 +287,8 @@ def test_probes_use_the_service_health_endpoints(objects: list[dict[str, Any]]) 
 
 def test_probe_ports_match_the_cli_ports(objects: list[dict[str, Any]]) -> None:
     """The port a container declares is the one its command line makes it listen on."""
-    flag = {"ingress": "--port", "acceptor": "--metrics-port", "session": "--metrics-port"}
+    flag = {"ingress": "--port", "acceptor": "--metrics-port", "session": "--metrics-port",
+            "dialler": "--metrics-port"}  # fmt: skip
     for name, deployment in service_deployments(objects).items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         args = [str(a) for a in container["args"]]
@@ -428,7 +430,7 @@ def _selected_components(policy: dict[str, Any], objects: list[dict[str, Any]]) 
 def test_only_the_webhook_port_is_open_to_the_outside(objects: list[dict[str, Any]]) -> None:
     """From outside the namespace, a pod can reach: the ingress pods' port 8080, and the
     metrics ports from the monitoring namespace. Nothing else."""
-    metric_ports = {8080, 9101, 9102}
+    metric_ports = {8080, 9101, 9102, 9103}
     for policy in of_kind(objects, "NetworkPolicy"):
         chosen = _selected_components(policy, objects)
         for rule in policy["spec"].get("ingress", []):
@@ -452,13 +454,16 @@ def test_only_the_webhook_port_is_open_to_the_outside(objects: list[dict[str, An
                 )
 
 
-def test_only_acceptor_and_session_reach_the_internet(objects: list[dict[str, Any]]) -> None:
+def test_only_acceptor_session_and_dialler_reach_the_internet(
+    objects: list[dict[str, Any]],
+) -> None:
     for policy in of_kind(objects, "NetworkPolicy"):
         for rule in policy["spec"].get("egress", []):
             for peer in rule.get("to", []):
                 block = peer.get("ipBlock")
                 if block and ipaddress.ip_network(block["cidr"]).num_addresses > 2**24:
-                    assert _selected_components(policy, objects) <= {"acceptor", "session"}
+                    reach = {"acceptor", "session", "dialler"}
+                    assert _selected_components(policy, objects) <= reach
                     assert {p["port"] for p in rule["ports"]} == {443}
 
 
