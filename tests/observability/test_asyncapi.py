@@ -25,6 +25,7 @@ from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 
 from examples.salon_tools import salon_service
+from services.dialler.main import Dialler
 from simulator import CallerScript
 from switchboard.asyncapi import document
 from switchboard.nats_server import NatsServer
@@ -54,6 +55,9 @@ agents:
     numbers: ["{LIVE_NUMBER}"]
     voice: marin
     instructions: "You confirm appointments."
+    outbound:
+      trunk: {{provider_url: "sips:trunk.example.com", caller_number: "+61290000001",
+              username: acme, password_env: ASYNCAPI_TRUNK_PASSWORD}}
 """
 LIVE_CALL = CallerScript.model_validate(
     {"agent_speech_s": 0.01, "steps": [{"say": "Hi?", "reply": "Hello."}, {"hangup": True}]}
@@ -183,8 +187,12 @@ async def jetstream_in_use(nc: nats.NATS) -> tuple[set[str], set[str]]:
 
 
 async def test_the_document_matches_what_the_running_services_do(
-    nats_server: NatsServer, wiretap: dict[str, list[bytes]], tmp_path: Path
+    nats_server: NatsServer,
+    wiretap: dict[str, list[bytes]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("ASYNCAPI_TRUNK_PASSWORD", "p" * 16)
     agents = tmp_path / "agents.yaml"
     agents.write_text(AGENTS)
     tools = salon_service(broker=NatsBroker(nats_server.url))
@@ -197,9 +205,12 @@ async def test_the_document_matches_what_the_running_services_do(
             "switchboard_view_token": "view-" + "v" * 32,  # the console follows the calls
         },
     )
+    dialler: Dialler | None = None
     try:
         await stack.start()
         assert stack.simulator is not None and stack.ingress is not None
+        dialler = Dialler(stack.settings(), metrics_port=0, host="127.0.0.1")
+        await dialler.start()
         stack.simulator.live.rules.audio_chunk_ms = 100  # fewer frames: the same subjects
         live = await stack.simulator.live.place_call(LIVE_CALL, to=LIVE_NUMBER)
         await stack.events.wait_for(live.session_id, "call.report", timeout=30)
@@ -214,12 +225,21 @@ async def test_the_document_matches_what_the_running_services_do(
             )
         assert hung_up.status_code == 200, hung_up.text
         await stack.events.wait_for(call.call_id, "call.report", timeout=15)
+        async with httpx.AsyncClient(base_url=base, timeout=15) as http:  # an outbound call
+            asked = await http.post(
+                "/calls", json={"to": "+61400000001", "agent": "reminders"},
+                headers={"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": "asyncapi"},
+            )  # fmt: skip
+        assert asked.status_code == 202, asked.text
+        await stack.events.wait_for(asked.json()["call_id"], "call.report", timeout=30)
         nc = await nats.connect(nats_server.url, name=WIRETAP)
         try:
             consumed, stores = await jetstream_in_use(nc)
         finally:
             await nc.close()
     finally:
+        if dialler is not None:
+            await dialler.stop()
         await stack.stop()
         await tools.stop()
 
