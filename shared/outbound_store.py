@@ -1,6 +1,7 @@
 """Where outbound calls wait and what they are: the `OUTBOUND` work queue (one message per
 try), the `outbound_keys` bucket (Idempotency-Key → call_id, kept beyond JetStream's
-dedupe window) and the `outbound_calls` bucket (each call's state, compare-and-set).
+dedupe window) and the `outbound_calls` bucket (each call's state, compare-and-set). A
+call's tries travel on `outbound.requests.<call_id>`.
 
 The record, not the message, is the truth: a message only says "look at this call's try
 n". A duplicate or stale message finds the record past that try and is dropped, so a
@@ -20,7 +21,12 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    BadRequestError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -48,7 +54,7 @@ class TryMessage(BaseModel):
 async def declare_outbound(js: JetStreamContext, replicas: int = 1) -> None:
     config = StreamConfig(
         name=OUTBOUND_STREAM,
-        subjects=[OUTBOUND_SUBJECT],
+        subjects=[f"{OUTBOUND_SUBJECT}.>"],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         num_replicas=replicas,
@@ -81,10 +87,24 @@ async def declare_outbound(js: JetStreamContext, replicas: int = 1) -> None:
         )  # fmt: skip
 
 
+def try_subject(call_id: str) -> str:
+    """One subject per call, so that whether a try of it waits in the queue can be asked."""
+    return f"{OUTBOUND_SUBJECT}.{call_id}"
+
+
+async def try_pending(js: JetStreamContext, call_id: str) -> bool:
+    """Whether a try of this call waits in (or is being worked from) the work queue."""
+    try:
+        await js.get_last_msg(OUTBOUND_STREAM, try_subject(call_id))
+    except NotFoundError:
+        return False
+    return True
+
+
 async def publish_try(js: JetStreamContext, call_id: str, attempt: int) -> None:
     """Ask for try `attempt` (deduplicated: the same try is one message)."""
     await js.publish(
-        OUTBOUND_SUBJECT,
+        try_subject(call_id),
         TryMessage(call_id=call_id, attempt=attempt).model_dump_json().encode(),
         stream=OUTBOUND_STREAM,
         headers={"Nats-Msg-Id": f"try:{call_id}:{attempt}"},

@@ -70,7 +70,7 @@ KV buckets: `{CALL_CLAIMS_BUCKET}` (call id -> the acceptor's claim: one accept 
 `{ADMISSIONS_BUCKET}` (per-agent calls and recent slot reservations, for admission control),
 `{TOOL_RUNS_BUCKET}` (call and tool call id -> run record: one run per tool call),
 `{SIP_CALLS_BUCKET}` (hashed SIP Call-ID -> the API that answers a call offered to both).
-Outbound calls: stream `{OUTBOUND_STREAM}` (work queue, `{OUTBOUND_SUBJECT}`, consumer
+Outbound calls: stream `{OUTBOUND_STREAM}` (work queue, `{OUTBOUND_SUBJECT}.<call_id>`, consumer
 `{DIALLER_CONSUMER}`: one message per dial try), KV `{OUTBOUND_KEYS_BUCKET}` (sha256 of an
 Idempotency-Key -> call id and request fingerprint, 7 days), `{OUTBOUND_CALLS_BUCKET}`
 (call id -> the outbound call's state, compare-and-set), `outbound_limits` (per agent:
@@ -135,14 +135,16 @@ def build_broker() -> NatsBroker:
     # ingress (POST /calls) and dialler (retries) -> dialler
     outbound = JStream(OUTBOUND_STREAM, declare=False)
     broker.publisher(
-        OUTBOUND_SUBJECT, stream=outbound, schema=TryMessage, title="ingress:outbound-try",
+        f"{OUTBOUND_SUBJECT}.{{call_id}}", stream=outbound, schema=TryMessage,
+        title="ingress:outbound-try",
         description="Dial try `attempt` of an outbound call (Nats-Msg-Id = "
         "try:<call_id>:<attempt>): try 1 from POST /calls, later ones from the dialler's "
         "retry policy. The call's record in outbound_calls decides; a stale try is dropped.",
     )  # fmt: skip
 
     @broker.subscriber(
-        OUTBOUND_SUBJECT, stream=outbound, durable=DIALLER_CONSUMER, pull_sub=PullSub(),
+        f"{OUTBOUND_SUBJECT}.{{call_id}}", stream=outbound, durable=DIALLER_CONSUMER,
+        pull_sub=PullSub(),
         title="dialler:outbound-try",
         description="A dialler claims the try (queued -> dialing) before it dials, so a try "
         "is dialled at most once; an answered call becomes a session job.",

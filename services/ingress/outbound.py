@@ -6,8 +6,9 @@ this order, each step safe to repeat: the Idempotency-Key is bound to a call id 
 create in `outbound_keys`, kept for days, so the same key gets the same call id long
 after JetStream's dedupe window), the call's record is created (`outbound_calls`,
 `queued`), `call.requested` is published, and try 1 is queued (`Nats-Msg-Id`
-`try:<call_id>:1`). A retry after a crash at any step finds what was done and finishes
-the rest; the dialler's claim on the record makes sure a try is dialled once.
+`try:<call_id>:1`, subject `outbound.requests.<call_id>`). A retry after a crash at any
+step finds what was done and finishes the rest; the dialler's claim on the record makes
+sure a try is dialled once.
 """
 
 from __future__ import annotations
@@ -37,16 +38,12 @@ from shared.outbound import (
     key_id,
     new_call_id,
 )
-from shared.outbound_store import CallRecords, publish_try
+from shared.outbound_store import CallRecords, publish_try, try_pending
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_KEY_LENGTH = 255
-# Try 1 is published again by a repeated request only this soon after the record was made
-# (inside JetStream's dedupe window): later, the first publish surely landed or failed
-# with the request, whose client then saw no 202.
-REPUBLISH_WITHIN_S = 100.0
 
 AgentLookup = Callable[[str], AgentProfile | None]
 
@@ -139,8 +136,9 @@ class OutboundApi:
             {"to": body.to, "agent": body.agent, "api": "live", "direction": "outbound"},
             msg_id=f"requested:{call_id}",
         )
-        fresh = time.time() - record.created_at < REPUBLISH_WITHIN_S
-        if record.state == "queued" and record.tries == 0 and (created or fresh):
+        # Try 1 is (re)queued unless it waits already: a dialler changes the record before it
+        # lets go of a try, so a queued record with no try waiting lost its first publish.
+        if record.state == "queued" and record.tries == 0 and not await try_pending(js, call_id):
             await publish_try(js, call_id, 1)
         return _answer("call", 202, {"call_id": call_id, "status": record.state})
 

@@ -6,6 +6,14 @@ import asyncio
 
 import nats
 
+from shared.outbound import (
+    OUTBOUND_CALLS_BUCKET,
+    OUTBOUND_KEYS_BUCKET,
+    CallRequest,
+    KeyRecord,
+    OutboundCall,
+    key_id,
+)
 from simulator import CallerScript
 from tests.services.dialler.conftest import CALLEE, Outbound
 
@@ -79,3 +87,29 @@ async def test_the_same_key_five_times_is_one_call(outbound: Outbound) -> None:
     assert stack.simulator.live.outbound.dialled(CALLEE) == 1
     assert stack.events.types(call_id).count("call.requested") == 1
     assert stack.events.types(call_id).count("call.dialing") == 1
+
+
+async def test_a_request_cut_short_before_its_try_was_queued_is_finished_by_the_retry(
+    outbound: Outbound,
+) -> None:
+    """The ingress died after binding the key and writing the record, before queueing try 1
+    (the client saw no 202): the same request again, however late, queues it, once."""
+    stack = outbound.stack
+    assert stack.simulator is not None
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    request = CallRequest(to="+61400000042", agent="reminders")
+    bound = KeyRecord(call_id="out_" + "ab" * 16, fingerprint=request.fingerprint())
+    keys = await js.key_value(OUTBOUND_KEYS_BUCKET)
+    await keys.create(key_id("cut-short"), bound.model_dump_json().encode())
+    records = await js.key_value(OUTBOUND_CALLS_BUCKET)
+    record = OutboundCall(call_id=bound.call_id, to=request.to, agent="reminders")
+    await records.create(bound.call_id, record.encode())
+
+    answers = [await outbound.request("cut-short", to="+61400000042") for _ in range(3)]
+
+    assert {a.json()["call_id"] for a in answers} == {bound.call_id}
+    await stack.events.wait_for(bound.call_id, "call.report", timeout=30)
+    assert stack.simulator.live.outbound.dialled("+61400000042") == 1
+    assert stack.events.types(bound.call_id).count("call.dialing") == 1
+    await nc.close()
