@@ -147,3 +147,22 @@ async def test_busy_then_answered_on_the_retry(
         await outbound.stop()
         await stack.stop()
     await asyncio.sleep(0)
+
+
+async def test_a_call_cancelled_while_it_rings_is_hung_up(outbound: Outbound) -> None:
+    stack = outbound.stack
+    assert stack.simulator is not None
+    side = stack.simulator.live.outbound
+    side.callees.script = {"+61400000066": ["no_answer"]}
+    side.callees.no_answer_s = 30.0  # it rings until we give up
+    call_id = (await outbound.request("ringing", to="+61400000066")).json()["call_id"]
+    await stack.events.wait_for(call_id, "call.ringing", timeout=20)
+
+    cancelled = await outbound.http.delete(f"/calls/{call_id}")
+
+    assert cancelled.status_code == 202
+    await stack.events.wait_for(call_id, "call.report", timeout=20)
+    (failed,) = stack.events.of_type(call_id, "call.failed")
+    assert failed.data["reason"] == "cancelled"
+    (dial,) = side.dials
+    assert stack.simulator.live.sessions[dial.session_id].state == "missed"  # hung up
