@@ -92,6 +92,11 @@ class TryDialler:
             record, _ = current
             if record.state == "dialing" and record.claim_seq == message_seq:
                 return await self._recover(record)  # its dialler stopped (we got it back)
+            if record.state == "queued" and record.tries == attempt:
+                # This try failed and was re-queued, but its dialler stopped before the next
+                # try's message went out: send it (deduplicated) and let this one go.
+                await publish_try(self._js, call_id, attempt + 1)
+                return Outcome("done", detail="next try queued")
             if record.state != "queued" or record.tries + 1 != attempt:
                 return Outcome("done", detail=f"stale ({record.state}, try {record.tries})")
             agent = self._agents(record.agent)

@@ -14,6 +14,7 @@ from shared.outbound import (
     OutboundCall,
     key_id,
 )
+from shared.outbound_store import publish_try
 from simulator import CallerScript
 from tests.services.dialler.conftest import CALLEE, Outbound
 
@@ -112,4 +113,26 @@ async def test_a_request_cut_short_before_its_try_was_queued_is_finished_by_the_
     await stack.events.wait_for(bound.call_id, "call.report", timeout=30)
     assert stack.simulator.live.outbound.dialled("+61400000042") == 1
     assert stack.events.types(bound.call_id).count("call.dialing") == 1
+    await nc.close()
+
+
+async def test_a_retry_whose_message_was_lost_with_its_dialler_is_still_dialled(
+    outbound: Outbound,
+) -> None:
+    """Try 1 failed and the call was re-queued, then the dialler died before queueing try 2:
+    try 1's message comes back and queues try 2 (once)."""
+    stack = outbound.stack
+    assert stack.simulator is not None
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    call_id = "out_" + "cd" * 16
+    record = OutboundCall(call_id=call_id, to="+61400000043", agent="reminders", tries=1)
+    await (await js.key_value(OUTBOUND_CALLS_BUCKET)).create(call_id, record.encode())
+
+    await publish_try(js, call_id, 1)
+
+    await stack.events.wait_for(call_id, "call.answered", timeout=30)
+    (dialing,) = stack.events.of_type(call_id, "call.dialing")
+    assert dialing.data["try"] == 2
+    assert stack.simulator.live.outbound.dialled("+61400000043") == 1
     await nc.close()
