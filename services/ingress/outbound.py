@@ -29,6 +29,7 @@ from starlette.routing import Route
 from shared import metrics
 from shared.agents import AgentProfile
 from shared.events import CallEventPublisher, EventType
+from shared.ids import is_call_id
 from shared.outbound import (
     OUTBOUND_CALLS_BUCKET,
     OUTBOUND_KEYS_BUCKET,
@@ -149,7 +150,7 @@ class OutboundApi:
         if nc is None or not nc.is_connected:
             return _answer("cancel", 503, {"error": "not connected"})
         call_id = request.path_params["call_id"]
-        if not call_id or len(call_id) > 128 or not call_id.replace("_", "").isalnum():
+        if not is_call_id(call_id):
             return _answer("cancel", 404, {"error": "no such outbound call"})
         records = CallRecords(await nc.jetstream().key_value(OUTBOUND_CALLS_BUCKET))
         try:
