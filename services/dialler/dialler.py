@@ -233,7 +233,8 @@ class TryDialler:
                 return None
             return current.model_copy(update={"state": "answered"})
 
-        await self._records.change(record.call_id, answered)
+        # Event, job, then record: each is deduplicated, so a dialler that dies in between
+        # is finished by the next (the record stays `dialing` until the job is out).
         if seen:
             await self._publish(
                 record, EventType.CALL_ANSWERED, {"session_id": record.session_id, "api": "live"},
@@ -255,6 +256,7 @@ class TryDialler:
             stream=SESSIONS_STREAM,
             headers={"Nats-Msg-Id": f"job:{record.call_id}"},
         )
+        await self._records.change(record.call_id, answered)
         self._events.forget(record.call_id)  # the session worker publishes from here on
         return Outcome("done", detail="answered")
 
