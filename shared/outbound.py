@@ -2,7 +2,7 @@
 
 GPT-Live places a call itself (`POST /v1/live/sessions` with a SIP transport through the
 customer's trunk). An agent that may dial has an `outbound` block in the agents file; the
-trunk password is named by `password_env` and read from the environment only when a call
+trunk password is named by `password_env` (or `password_file`) and read only when a call
 is dialled, so it is never in the file, a job, an event or a log.
 
 The SIP provider rules are OpenAI's (reference §3.1): `sips:` only, no userinfo, no
@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import re
 import secrets
 from datetime import time as clock
+from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -87,7 +89,33 @@ class Trunk(BaseModel):
     provider_url: str
     caller_number: str
     username: str = Field(min_length=1, max_length=256, pattern=r"^\S+$")
-    password_env: str = Field(pattern=ENV_NAME.pattern)
+    # Exactly one: the environment variable holding the password, or a file holding it
+    # (a mounted secret); read at each dial, so a rotated secret needs no restart.
+    password_env: str | None = Field(None, pattern=ENV_NAME.pattern)
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> Trunk:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("set one of password_env or password_file (never the password)")
+        return self
+
+    @property
+    def password_source(self) -> str:
+        """Where the password is read from, for messages (never the password)."""
+        return (
+            f"variable {self.password_env}" if self.password_env else f"file {self.password_file}"
+        )
+
+    def password(self) -> str:
+        """The password now, or "" when it is not there; never logged by anyone."""
+        if self.password_env is not None:
+            return os.environ.get(self.password_env, "")
+        assert self.password_file is not None
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip("\r\n")
+        except (OSError, UnicodeDecodeError):
+            return ""
 
     @field_validator("provider_url")
     @classmethod

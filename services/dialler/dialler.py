@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,10 +151,11 @@ class TryDialler:
         self, record: OutboundCall, agent: AgentProfile, reservation: Reservation | None
     ) -> Outcome:
         assert agent.outbound is not None
-        password = os.environ.get(agent.outbound.trunk.password_env, "")
+        password = agent.outbound.trunk.password()
         if not password:
             await self._give_back(agent, record.call_id, reservation)
-            await self._fail(record, "trunk_error", {"detail": "trunk password not set"})
+            detail = f"no trunk password in {agent.outbound.trunk.password_source}"
+            await self._fail(record, "trunk_error", {"detail": detail})
             return Outcome("done", detail="no password")
         result = await create_session(
             self._client,

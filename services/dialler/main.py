@@ -79,11 +79,11 @@ class Dialler:
 
     def _warn_missing_passwords(self) -> None:
         for agent in self.directory.by_name.values():
-            if agent.outbound is not None and not os.environ.get(agent.outbound.trunk.password_env):
+            if agent.outbound is not None and not agent.outbound.trunk.password():
                 log.error(
-                    "agent %s: trunk password variable %s is not set; its calls will fail",
+                    "agent %s: no trunk password in %s; its calls will fail",
                     agent.name,
-                    agent.outbound.trunk.password_env,
+                    agent.outbound.trunk.password_source,
                 )
 
     def _agent(self, name: str) -> AgentProfile | None:

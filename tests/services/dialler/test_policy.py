@@ -157,3 +157,24 @@ def test_outbound_is_refused_for_a_realtime_agent() -> None:
     with pytest.raises(AgentsFileError) as error:
         parse_agents(text, DEFAULT, source="agents.yaml")
     assert "only GPT-Live places calls" in str(error.value)
+
+
+def test_the_trunk_password_comes_from_a_variable_or_a_file(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (agent, _) = parse_agents(agents_yaml(), DEFAULT)
+    assert agent.outbound is not None
+    monkeypatch.setenv("TRUNK_PASSWORD", "from-env")
+    assert agent.outbound.trunk.password() == "from-env"
+    secret = tmp_path / "trunk-password"
+    secret.write_text("from-file\n")
+    text = agents_yaml().replace("password_env: TRUNK_PASSWORD", f"password_file: {secret}")
+    (agent, _) = parse_agents(text, DEFAULT)
+    assert agent.outbound is not None
+    assert agent.outbound.trunk.password() == "from-file"
+    assert "from-file" not in agent.model_dump_json()
+    both = agents_yaml().replace(
+        "password_env: TRUNK_PASSWORD", f"password_env: X\n        password_file: {secret}"
+    )
+    with pytest.raises(AgentsFileError, match="one of password_env or password_file"):
+        parse_agents(both, DEFAULT)
