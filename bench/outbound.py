@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.machine import percentile, save, table
-from shared.nats_server import NatsServer
+from switchboard.nats_server import NatsServer
 from tests.services.dialler.conftest import TRUNK_PASSWORD, agents_yaml, outbound_stack
 
 

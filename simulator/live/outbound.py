@@ -202,8 +202,7 @@ class OutboundSide:
         self._dialled.set()
         self.most_active = max(self.most_active, len(self.active))
         surface = self._surface
-        surface.sessions[session_id] = session
-        surface._sim._live.add(session_id)
+        surface.track(session)
         session.on_first_attach = lambda: surface.spawn(self._progress(session, behaviour))
         session.start_after(self.callees.start_unattached_s)
         return session

@@ -68,6 +68,11 @@ class LiveSurface:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         return self._sim.spawn(coro)
 
+    def track(self, session: LiveSession) -> None:
+        """A new session (an outbound call): known, and not finished yet."""
+        self.sessions[session.session_id] = session
+        self._sim._live.add(session.session_id)
+
     def finished(self, session: LiveSession) -> None:
         self.outbound.ended(session)
         self._sim.call_finished(session)  # type: ignore[arg-type]  # duck-typed: call_id

@@ -67,7 +67,12 @@ OVERLAY_PURPOSE: dict[str, tuple[set[str], dict[str, int | None]]] = {
     # + KEDA ScaledObject, ServiceMonitors, webhook Ingress, agent profiles
     "production": (
         {"ScaledObject", "ServiceMonitor", "Ingress", "ConfigMap"},
-        {"switchboard-ingress": 3, "switchboard-acceptor": 2, "switchboard-session": None},
+        {
+            "switchboard-ingress": 3,
+            "switchboard-acceptor": 2,
+            "switchboard-session": None,
+            "switchboard-dialler": 2,
+        },
     ),
     # + the simulator; 1 ingress, 1 acceptor, 2 workers; no KEDA nor Prometheus Operator
     "local": (
@@ -75,6 +80,7 @@ OVERLAY_PURPOSE: dict[str, tuple[set[str], dict[str, int | None]]] = {
         {
             "switchboard-ingress": 1,
             "switchboard-acceptor": 1,
+            "switchboard-dialler": 1,
             "switchboard-session": 2,
             "switchboard-simulator": 1,
         },

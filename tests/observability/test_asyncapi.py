@@ -209,6 +209,7 @@ async def test_the_document_matches_what_the_running_services_do(
     try:
         await stack.start()
         assert stack.simulator is not None and stack.ingress is not None
+        stack.simulator.live.outbound.callees.caller = LIVE_CALL  # answers, then hangs up
         dialler = Dialler(stack.settings(), metrics_port=0, host="127.0.0.1")
         await dialler.start()
         stack.simulator.live.rules.audio_chunk_ms = 100  # fewer frames: the same subjects

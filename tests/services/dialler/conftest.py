@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from services.dialler.main import Dialler
-from shared.nats_server import NatsServer
 from simulator import CallerScript
+from switchboard.nats_server import NatsServer
 from tests.stack import Stack
 
 TOKEN = "control-token-" + "t" * 16

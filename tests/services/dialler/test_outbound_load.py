@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.nats_server import NatsServer, free_port
 from simulator import CallerScript
+from switchboard.nats_server import NatsServer, free_port
 from tests.services.dialler.conftest import TRUNK_PASSWORD, Outbound, agents_yaml, outbound_stack
 
 
@@ -123,8 +123,7 @@ async def test_a_dialler_sigkilled_mid_batch_dials_each_request_exactly_once(
         def running() -> int:
             return sum(bool(events.of_type(c, "session.attached")) for c in call_ids)
 
-        async with asyncio.timeout(60), events._changed:
-            await events._changed.wait_for(lambda: running() >= 5)
+        await events.wait_until(lambda: running() >= 5, timeout=60)
         assert running() == 5  # the cap is full: the dialler waits, between dials
         await doomed.kill()
         await outbound.add_dialler()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from shared.nats_server import NatsServer
 from shared.outbound import OUTBOUND_STREAM
+from switchboard.nats_server import NatsServer
 from tests.services.dialler.conftest import (
     CALLEE,
     TRUNK_PASSWORD,
