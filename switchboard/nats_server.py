@@ -8,6 +8,7 @@ benchmarks. JetStream on, store in a folder of ours, ready when its monitoring
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,11 +30,37 @@ def nats_server_binary() -> str:
     return found
 
 
+_pick = random.SystemRandom()  # not the seeded global: tests (hypothesis) reseed that one
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback port free now, picked below the kernel's ephemeral range.
+
+    A port the kernel hands out for `bind(0)` comes from the same range as the source ports
+    of outgoing connections, so on a busy machine one can be taken between this call and the
+    service's own bind. Random ports below that range are taken only by another deliberate
+    bind, and two processes picking at once rarely meet there."""
+    low, _ = _ephemeral_range()
+    for _ in range(64):
+        port = _pick.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # that band is full: the kernel's pick, as before
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 class PortTaken(RuntimeError):
