@@ -27,7 +27,15 @@ from bench.machine import QUICK_NOTICE, RESULTS, save, table
 
 BENCH_DIR = Path(__file__).parent
 # Slowest first would hide the quick ones' results behind a long wait: cheap ones first.
-ORDER = ("ingress", "accept", "session_density", "scaling", "failover", "rolling_restart")
+ORDER = (
+    "ingress",
+    "accept",
+    "admission",
+    "session_density",
+    "scaling",
+    "failover",
+    "rolling_restart",
+)
 TIMEOUT_S = {"quick": 600.0, "full": 3600.0}
 
 

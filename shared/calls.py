@@ -70,6 +70,10 @@ class SessionJob(BaseModel):
     session_id: str | None = None
     context: dict[str, Any] | None = None
 
+    # The worker whose admission book holds the call (`shared/admission.py`): the worker
+    # that ends the call releases it there. None in jobs made before books existed.
+    booking: str | None = None
+
     @property
     def openai_id(self) -> str:
         """The id OpenAI knows the call by (sideband, hang-up, transfer)."""

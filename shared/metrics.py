@@ -57,6 +57,19 @@ ACCEPT_REJECTS = Counter(
     "Calls the acceptor rejected, by reason (e.g. no_capacity, agent_limit, draining)",
     ["reason"],
 )
+ADMISSION_REFUSED_WHILE_FREE = Counter(
+    "switchboard_admission_refused_while_free_total",
+    "Calls refused for capacity while the workers' own reports showed a free slot "
+    "(should stay at zero: the admission books disagree with the workers)",
+)
+ADMISSION_CAPACITY = Gauge(
+    "switchboard_admission_capacity",
+    "Call slots of the live, non-draining session workers, as this acceptor last decided on",
+)
+ADMISSION_BOOKED = Gauge(
+    "switchboard_admission_booked_calls",
+    "Calls admitted and not yet ended (waiting for a worker or live), each counted once",
+)
 WEBHOOK_TO_ACCEPT_SECONDS = Histogram(
     "switchboard_webhook_to_accept_seconds",
     "Time from webhook arrival at the ingress to OpenAI's answer to our accept",
@@ -135,6 +148,11 @@ PAYLOADS_TRIMMED = Counter(
     ["type"],
 )
 
+NATS_SLOW_CONSUMERS = Counter(
+    "switchboard_nats_slow_consumers_total",
+    "Times a NATS subscription of this process fell behind and dropped messages "
+    "(the connection stays up; see shared/nats.py)",
+)
 # NATS backlog (shared/backlog.py), labelled with the JetStream stream and durable consumer
 NATS_CONSUMER_PENDING = Gauge(
     "switchboard_nats_consumer_pending_messages",

@@ -11,6 +11,22 @@ tries (never with credentials) and backing off, so an operator sees why it is no
 `ConnectionWatch` remembers since when the connection has been down, for liveness: a
 process cut off from NATS for longer than it can hold its work (a session worker's lease)
 is not alive, and one whose client is closed will never recover by itself.
+
+Under CPU pressure a process must not lose its connection either, so its settings are
+chosen, not left to the library's defaults (`CLIENT_OPTIONS`, used by every service: the
+session worker and ingress through `connect`, the acceptor's FastStream broker directly):
+
+- Pings: the client pings every `PING_INTERVAL_S` and calls the connection stale after
+  `MAX_OUTSTANDING_PINGS` unanswered, so a process starved of CPU for up to two minutes
+  keeps its connection, while a server that went silent is found within two minutes (one
+  that closed the socket, at once).
+- Pending limits: while reconnecting, up to `PENDING_SIZE` bytes of publishes wait in the
+  client instead of failing; a subscription whose handler falls behind buffers up to
+  nats-py's limits (524,288 messages, 128 MiB) before dropping.
+- Slow consumers: a dropped message is a subscription's problem, not the connection's: it
+  is counted (`switchboard_nats_slow_consumers_total`) and logged at most once every
+  `SLOW_CONSUMER_LOG_S`, and the connection stays up. Every consumer that matters is a
+  JetStream one, where an unacknowledged message is delivered again.
 """
 
 from __future__ import annotations
@@ -21,10 +37,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
+from nats.errors import SlowConsumerError
 from nats.js.errors import APIError
 from nats.protocol.parser import PERMISSIONS_ERR
 
@@ -32,6 +50,41 @@ from shared.backoff import Backoff
 from shared.logging import clean
 
 log = logging.getLogger(__name__)
+
+
+PING_INTERVAL_S = 30
+MAX_OUTSTANDING_PINGS = 4
+PENDING_SIZE = 64 * 1024 * 1024
+CONNECT_TIMEOUT_S = 2
+RECONNECT_WAIT_S = 0.5
+SLOW_CONSUMER_LOG_S = 10.0
+_last_slow_log = 0.0
+
+# The same for every connection of every service (see the module's docstring).
+CLIENT_OPTIONS: dict[str, Any] = {
+    "max_reconnect_attempts": -1,
+    "reconnect_time_wait": RECONNECT_WAIT_S,
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "ping_interval": PING_INTERVAL_S,
+    "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
+    "pending_size": PENDING_SIZE,
+}
+
+
+async def on_error(error: Exception) -> None:
+    """A client's error callback: slow consumers counted (the connection stays up), other
+    errors logged."""
+    global _last_slow_log
+    if isinstance(error, SlowConsumerError):
+        from shared import metrics  # here: metrics → events → this module, at import
+
+        metrics.NATS_SLOW_CONSUMERS.inc()
+        now = time.monotonic()
+        if now - _last_slow_log >= SLOW_CONSUMER_LOG_S:
+            _last_slow_log = now
+            log.warning("nats slow consumer on %s: messages dropped", error.subject)
+        return
+    log.warning("nats error: %s", error)
 
 
 @dataclass
@@ -139,21 +192,15 @@ async def connect(servers: list[str], name: str, watch: ConnectionWatch | None =
         watch.went_down()
         watch.closed = True
 
-    async def error(exc: Exception) -> None:
-        log.warning("nats error: %s", exc)
-
     await client.connect(
         servers=servers,
         name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # a float works; the hint is int
-        connect_timeout=2,
         allow_reconnect=True,
         disconnected_cb=disconnected,
         reconnected_cb=reconnected,
         closed_cb=closed,
-        error_cb=error,
-        pending_size=64 * 1024 * 1024,
+        error_cb=on_error,
+        **CLIENT_OPTIONS,
     )
     return client
 

@@ -66,8 +66,10 @@ for Realtime's and `{ACCEPTOR_LIVE_CONSUMER}` for GPT-Live's incoming calls),
 each stored event once to `{CALL_EVENTS_SUBJECT}.<call_id>`).
 KV buckets: `{CALL_CLAIMS_BUCKET}` (call id -> the acceptor's claim: one accept per call),
 `{CALL_LEASES_BUCKET}` (call id -> owning session worker, TTL'd lease),
-`{WORKER_SLOTS_BUCKET}` (worker id -> free slots, TTL'd, for admission control),
-`{ADMISSIONS_BUCKET}` (per-agent calls and recent slot reservations, for admission control),
+`{WORKER_SLOTS_BUCKET}` (worker id -> slot report, TTL'd, for admission control),
+`{ADMISSIONS_BUCKET}` (`book.<worker>` -> calls booked on that worker's capacity, with
+forwarding entries for calls moved off a departed worker; `agent.<name>` -> calls of an
+agent with a concurrent-call limit),
 `{TOOL_RUNS_BUCKET}` (call and tool call id -> run record: one run per tool call),
 `{SIP_CALLS_BUCKET}` (hashed SIP Call-ID -> the API that answers a call offered to both).
 Outbound calls: stream `{OUTBOUND_STREAM}` (work queue, `{OUTBOUND_SUBJECT}.<call_id>`, consumer

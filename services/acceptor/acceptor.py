@@ -55,6 +55,8 @@ MIN_REQUEST_S = 0.05
 # comes back after this delay, doubling per delivery up to the cap. Redelivered at once, it
 # spent all of its deliveries in a few milliseconds and the call was lost.
 REDELIVERY = Backoff(first_s=0.1, max_s=1.0)
+# `call.rejected` reason of a call refused because it waited too long to be decided in time.
+OVERLOADED = "overloaded"
 
 AgentResolverFn = Callable[[IncomingCall], Awaitable[AgentProfile]]
 
@@ -94,6 +96,7 @@ class CallAcceptor:
         request_timeout_s: float = 2.0,
         probe: SidebandProbe | None = None,
         sip_calls: SipCalls | None = None,
+        shed_after_s: float = 0.0,
     ) -> None:
         self._js = js
         self._claims = claims
@@ -107,6 +110,7 @@ class CallAcceptor:
         self._probe = probe
         self._apis = call_apis(openai_client)  # by IncomingCall.api
         self._sip_calls = sip_calls
+        self._shed_after_s = shed_after_s
 
     async def handle(self, call: IncomingCall) -> AcceptOutcome:
         """Decide the call; raises when that could not be finished (the webhook is then
@@ -132,7 +136,7 @@ class CallAcceptor:
         if claim.state == "accepted" and claim.agent is not None:
             # OpenAI accepted this call before a write failed: finish the paperwork only.
             agent = claim.agent
-            await self._hand_to_workers(call, agent)
+            await self._hand_to_workers(call, agent, self._admission.booking_of(call.call_id))
             await self._claims.put(call.call_id, _claim_value(call, "done"))
             return AcceptOutcome("accepted", "resumed after a failed write")
         deadline = call.received_at.timestamp() + self._deadline_s
@@ -151,7 +155,16 @@ class CallAcceptor:
             await self._publish(call, EventType.CALL_SUPERSEDED, data, "superseded")
             await self._claims.put(call.call_id, _claim_value(call, "done"))
             return AcceptOutcome("superseded", f"answered through {choice.api}")
-        reservation = await self._admission.reserve(call.call_id, agent)
+        if self._shed_after_s and time.time() - call.received_at.timestamp() >= self._shed_after_s:
+            # This webhook waited so long that calls arrive faster than we decide them: refuse
+            # it now (a reject is cheap), so it is answered in time and the queue catches up,
+            # instead of letting it and those behind it ring out past the deadline. After the
+            # API choice: only the webhook that answers the SIP call may reject it.
+            shed = Reservation(call.call_id, False, OVERLOADED)
+            outcome = await self._reject(call, agent, shed, deadline)
+            await self._claims.put(call.call_id, _claim_value(call, "done"))
+            return outcome
+        reservation = await self._admission.reserve(call.call_id, agent, deadline)
         if not reservation.admitted:
             outcome = await self._reject(call, agent, reservation, deadline)
         else:
@@ -182,7 +195,7 @@ class CallAcceptor:
             await _until_written(
                 lambda: self._claims.put(call.call_id, _claim_value(call, "accepted", agent))
             )
-            await self._hand_to_workers(call, agent)
+            await self._hand_to_workers(call, agent, reservation.booking)
             return AcceptOutcome("accepted", result.detail)
         # No call came of it: give the slot and the agent's place back.
         await self._admission.release(reservation)
@@ -198,7 +211,9 @@ class CallAcceptor:
         await self._publish(call, EventType.CALL_FAILED, data, "failed")
         return AcceptOutcome("failed", reason)
 
-    async def _hand_to_workers(self, call: IncomingCall, agent: AgentProfile) -> None:
+    async def _hand_to_workers(
+        self, call: IncomingCall, agent: AgentProfile, booking: str | None
+    ) -> None:
         """`call.accepted` and the session job; both carry msg ids, so redoing them after a
         failure (here, or on a redelivery) never doubles them."""
         await _until_written(
@@ -212,6 +227,7 @@ class CallAcceptor:
             received_at=call.received_at,
             accepted_at=datetime.now(UTC),
             events_tail=self._events.tail(call.call_id),
+            booking=booking,
         )
         await _until_written(
             lambda: self._js.publish(

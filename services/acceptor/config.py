@@ -5,10 +5,14 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Unless set, a webhook is shed when this little time is left before its accept deadline:
+# a reject's round trip (with one retry) fits in it.
+SHED_MARGIN_S = 1.5
+
 
 class AcceptorSettings(BaseSettings):
     """`SWITCHBOARD_REJECT_SIP_STATUS`, `SWITCHBOARD_AGENT_HOOK_TIMEOUT_MS`,
-    `SWITCHBOARD_AGENTS_POLL_S`."""
+    `SWITCHBOARD_AGENTS_POLL_S`, `SWITCHBOARD_SHED_AFTER_S`."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -27,3 +31,16 @@ class AcceptorSettings(BaseSettings):
     switchboard_agents_poll_s: float = Field(
         1.0, ge=0, description="how often the agents file is checked for changes; 0: SIGHUP only"
     )
+    switchboard_shed_after_s: float | None = Field(
+        None,
+        ge=0,
+        description="a webhook that waited this long for its decision is refused at once as "
+        "overloaded (0: never); unset: 1.5 s before ACCEPT_DEADLINE_S",
+    )
+
+    def shed_after_s(self, accept_deadline_s: float) -> float:
+        """When a waiting webhook is shed: late enough that no call that could still be
+        accepted in time is refused, early enough that the reject lands before the deadline."""
+        if self.switchboard_shed_after_s is not None:
+            return self.switchboard_shed_after_s
+        return max(0.5, accept_deadline_s - SHED_MARGIN_S)

@@ -34,7 +34,7 @@ from shared.backlog import watch_backlog
 from shared.broker import ReconnectingBroker
 from shared.calls import IncomingCall
 from shared.events import CallEventPublisher
-from shared.nats import public_url, wait_for_nats
+from shared.nats import CLIENT_OPTIONS, on_error, public_url, wait_for_nats
 from shared.openai_client import call_control_client
 from shared.ops import HttpServer, ops_app
 from shared.service import run
@@ -90,9 +90,9 @@ class Acceptor:
         self._openai: AsyncOpenAI | None = None
         self.broker = ReconnectingBroker(  # reconnects after a server -ERR too
             settings.nats_servers,
-            max_reconnect_attempts=-1,
-            # faststream annotates it `int`; nats-py takes (and sleeps) any seconds.
-            reconnect_time_wait=0.5,  # type: ignore[arg-type]
+            reconnected_cb=self._reconnected,
+            error_cb=on_error,
+            **CLIENT_OPTIONS,  # deliberate pings, pending limits (shared/nats.py)
             middlewares=[NatsPrometheusMiddleware(registry=REGISTRY, app_name="acceptor")],
             logger=None,
         )
@@ -133,6 +133,11 @@ class Acceptor:
             keep_alive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive
+
+    async def _reconnected(self) -> None:
+        log.info("nats reconnected")
+        if self.admission is not None:
+            await self.admission.resync()  # its watches may have missed reports meanwhile
 
     def is_ready(self) -> bool:
         ready = not self._draining and self._nc is not None and self._nc.is_connected
@@ -187,6 +192,7 @@ class Acceptor:
             admission=self.admission,
             deadline_s=self.settings.accept_deadline_s,
             reject_status=self.options.switchboard_reject_sip_status,
+            shed_after_s=self.options.shed_after_s(self.settings.accept_deadline_s),
             request_timeout_s=self.settings.openai_timeout_s,
             probe=SidebandProbe(self.settings),
             sip_calls=SipCalls(await js.key_value(SIP_CALLS_BUCKET)),

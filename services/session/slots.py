@@ -1,6 +1,7 @@
 """Free-slot reports in the `worker_slots` bucket, and who can take a handed-off call. Pure.
 
-Every worker writes `{"free", "capacity", "active", "draining", "at"}` under its id with a
+Every worker writes `{"free", "capacity", "active", "draining", "at", "unbooked"}` under its
+id with a
 short TTL (the acceptor's admission control reads the same values). A draining worker
 hands a call off only while other workers report free slots, so a hand-off lands at once;
 a report older than `max_age_s` is ignored (its worker may be gone).
@@ -21,6 +22,7 @@ class SlotReport:
     active: int
     draining: bool
     at: float  # wall clock of the report
+    unbooked: int = 0  # active calls no admission book holds
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -30,6 +32,7 @@ class SlotReport:
                 "active": self.active,
                 "draining": self.draining,
                 "at": round(self.at, 3),
+                "unbooked": self.unbooked,
             }
         ).encode()
 
@@ -45,6 +48,7 @@ class SlotReport:
                 active=int(data.get("active", 0)),
                 draining=bool(data.get("draining", False)),
                 at=float(data.get("at", 0.0)),
+                unbooked=int(data.get("unbooked", 0)),
             )
         except (ValueError, TypeError, AttributeError):
             return None

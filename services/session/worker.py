@@ -34,6 +34,7 @@ from services.session.slots import SlotReport, free_elsewhere, handoff_budget
 from services.session.tasks import cancel_and_wait, wait_a_while
 from services.session.tools import ToolRunner
 from shared import metrics
+from shared.admission import BookReleases
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher
 from shared.logging import bind
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 SLOT_REPORT_PERIOD_S = 2.0
 SLOT_REPORT_TTL_S = 10
 SLOT_REPORT_MIN_GAP_S = 0.1  # at most ten reports a second while calls come and go
+# A report that failed (NATS reconnecting, a leader election) is retried this soon: the
+# acceptor waits for it rather than refusing, and each retry is one small publish.
+SLOT_REPORT_RETRY_S = 0.25
 # A report older than this is ignored by draining workers (its worker may be gone).
 SLOT_REPORT_MAX_AGE_S = 3 * SLOT_REPORT_PERIOD_S
 FETCH_TIMEOUT_S = 1.0
@@ -72,6 +76,7 @@ class SessionWorker:
         self._ctx: WorkerContext | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._slots: KeyValue | None = None
+        self._bookings: BookReleases | None = None
         self._free = asyncio.Semaphore(capacity)
         self._runners: dict[str, CallRunner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,6 +134,7 @@ class SessionWorker:
             ),
         )
         self._slots = await js.key_value(WORKER_SLOTS_BUCKET)
+        self._bookings = BookReleases(js)
         self._sub = await js.pull_subscribe_bind(durable=SESSION_CONSUMER, stream=SESSIONS_STREAM)
         self._reporter = asyncio.create_task(self._report_slots())
         self._claimer = asyncio.create_task(self._claim_loop())
@@ -180,6 +186,10 @@ class SessionWorker:
             self._runners[call_id] = runner
             self._calls_changed()
             outcome = await runner.run()
+            if outcome == RunOutcome.ENDED:
+                # Before this slot is reported free: the books never show less than the truth.
+                assert self._bookings is not None
+                await self._bookings.release(call_id, job.booking)
             if call_id in self._handed_off:
                 if outcome == RunOutcome.HANDED_OFF:
                     self._handed_off[call_id] = time.monotonic()  # confirm from the nak on
@@ -210,11 +220,14 @@ class SessionWorker:
         assert self._ctx is not None
         while True:
             self._slots_dirty.clear()
-            await self._publish_slots()
+            if not await self._publish_slots():
+                await asyncio.sleep(SLOT_REPORT_RETRY_S)  # back-off, not synchronisation
+                continue
             await wait_a_while(self._slots_dirty, SLOT_REPORT_PERIOD_S)
             await asyncio.sleep(SLOT_REPORT_MIN_GAP_S)  # rate limit, not synchronisation
 
-    async def _publish_slots(self) -> None:
+    async def _publish_slots(self) -> bool:
+        """One report; False when it could not be made (retried soon)."""
         assert self._ctx is not None
         report = SlotReport(
             worker=self.worker_id,
@@ -223,6 +236,8 @@ class SessionWorker:
             active=self.active_calls,
             draining=self.draining,
             at=time.time(),
+            # Calls no admission book holds (a job made before books): admission counts them.
+            unbooked=sum(1 for r in self._runners.values() if r.job.booking is None),
         )
         try:
             await self._ctx.js.publish(
@@ -230,9 +245,12 @@ class SessionWorker:
                 report.to_json(),
                 msg_ttl=SLOT_REPORT_TTL_S,
                 headers={Header.ROLLUP.value: "sub"},
+                timeout=1.0,
             )
         except Exception as error:
             log.warning("slot report failed: %s", type(error).__name__)
+            return False
+        return True
 
     async def _slot_reports(self) -> list[SlotReport]:
         assert self._slots is not None

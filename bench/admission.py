@@ -1,0 +1,243 @@
+"""Exact admission under a burst, and its accept latency beside today's code, in one run.
+
+    .venv/bin/python -m bench.admission            # 1,000 calls into 4 x 250 slots; 100/s
+    .venv/bin/python -m bench.admission --quick    # 40 into 4 x 10; 20/s for 2 s (smoke)
+
+1. **Burst**: 4 `switchboard session` workers (capacity 250 each) and 2 acceptors against a
+   real nats-server; 1,000 silent calls ring at once. Reported: accepted, rejected, the
+   overbooking (calls a worker holds beyond its `--capacity`, plus accepted calls no worker
+   could take), and the time from the first webhook sent to the last accept received.
+2. **Latency**: calls at 100/s, each hanging up once answered (the accept path, as in
+   `bench.accept`), through one acceptor of *today's* code (`--baseline-ref`, default
+   `main`, run from a `git archive` of that commit) and then through two acceptors of this
+   code, on the same machine in the same run. Goal (issue 13): p99 within 10 % of today's.
+
+Figures on a shared or busy machine mean little: record them only on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.accept import (
+    API_KEY,
+    ROOT,
+    WEBHOOK_PATH,
+    _secret,
+    run_rate,
+    switchboard,
+    wait_http,
+    warm_up,
+)
+from bench.machine import save, table
+from simulator import CallerScript, Simulator
+from switchboard.nats_server import NatsServer, free_port
+
+SILENT = CallerScript.model_validate({"name": "silent", "steps": []})
+DECISION_TIMEOUT_S = 120.0
+
+
+def checkout(ref: str, into: Path) -> Path:
+    """The repository's tree at `ref` (today's code, for the baseline), unpacked."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+@contextlib.contextmanager
+def process(
+    args: list[str], env: dict[str, str], name: str, cwd: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """As `bench.accept.process`, in `cwd` (today's code or this one)."""
+    proc = subprocess.Popen(
+        args, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.returncode not in (0, -15) and proc.stderr is not None:
+            tail = proc.stderr.read()[-2000:].decode(errors="replace")
+            print(f"[{name}] exited {proc.returncode}: {tail}", file=sys.stderr)
+
+
+async def metric(port: int, name: str) -> float:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else float("nan")
+
+
+class Fleet:
+    """nats-server, the ingress, N acceptors and M session workers, as processes."""
+
+    def __init__(self, store: Path, code: Path = ROOT) -> None:
+        self.server = NatsServer(store)
+        self.code = code
+        self.secret = _secret()
+        self.ingress_port = free_port()
+        self.sim = Simulator(
+            API_KEY, self.secret, f"http://127.0.0.1:{self.ingress_port}{WEBHOOK_PATH}"
+        )
+        self.stack = ExitStack()
+        self.worker_ports: list[int] = []
+        self.pids: dict[str, int] = {}
+
+    async def start(self, acceptors: int, workers: int, capacity: int) -> None:
+        self.server.start()
+        await self.sim.start()
+        env = {
+            "NATS_URL": self.server.url,
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_WEBHOOK_SECRET": self.secret,
+            "OPENAI_BASE_URL": self.sim.base_url,
+            "LOG_LEVEL": "WARNING",
+        }
+        run = switchboard()  # run in `self.code`: its packages come first on sys.path
+        ports = [self.ingress_port]
+        ingress = ["ingress", "--host", "127.0.0.1", "--port", str(self.ingress_port)]
+        self._spawn([*run, *ingress], env, "ingress")
+        for index in range(acceptors):
+            port = free_port()
+            ports.append(port)
+            acceptor = ["acceptor", "--metrics-port", str(port)]
+            self._spawn([*run, *acceptor], env, f"acceptor{index}")
+        for index in range(workers):
+            port = free_port()
+            ports.append(port)
+            self.worker_ports.append(port)
+            session = ["session", "--capacity", str(capacity), "--metrics-port", str(port),
+                       "--worker-id", f"bench-{index}"]  # fmt: skip
+            self._spawn([*run, *session], env, f"session{index}")
+        assert self.server.process is not None
+        self.pids["nats"] = self.server.process.pid
+        for port in ports:
+            await wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+
+    def _spawn(self, args: list[str], env: dict[str, str], name: str) -> None:
+        proc = self.stack.enter_context(process(args, env, name, cwd=self.code))
+        self.pids[name] = proc.pid
+
+    async def stop(self) -> None:
+        self.stack.close()
+        await self.sim.stop()
+        self.server.stop()
+
+
+async def burst(fleet: Fleet, calls: int, capacity: int) -> dict[str, Any]:
+    """All calls at once into exactly as many slots; silent callers keep their slots."""
+    await warm_up(fleet.sim)
+    started = time.time()
+    placed = list(await asyncio.gather(*(fleet.sim.place_call(SILENT) for _ in range(calls))))
+    for call in placed:
+        with contextlib.suppress(Exception):
+            await call.wait_until(lambda c: c.state != "ringing", timeout=DECISION_TIMEOUT_S)
+    accepted = [c for c in placed if c.accept_count]
+    last = max((c.timeline.get("accept_received", started) for c in accepted), default=started)
+    first_sent = min(c.timeline.get("webhook_sent", started) for c in placed)
+    # Every accepted call reaches a worker unless the fleet was overbooked.
+    deadline = time.monotonic() + 60
+    active: list[float] = []
+    while time.monotonic() < deadline:
+        active = [await metric(p, "switchboard_session_active_calls") for p in fleet.worker_ports]
+        if sum(active) >= len(accepted):
+            break
+        await asyncio.sleep(0.5)  # polling other processes' metrics, with a deadline
+    beyond = sum(max(0.0, a - capacity) for a in active)
+    for call in placed:
+        with contextlib.suppress(Exception):
+            await call.hang_up()
+    return {
+        "calls": calls,
+        "slots": capacity * len(fleet.worker_ports),
+        "accepted": len(accepted),
+        "rejected": sum(c.state == "rejected" for c in placed),
+        "overbooked": int(beyond + max(0.0, len(accepted) - sum(active))),
+        "last_accept_s": round(last - first_sent, 3),
+    }
+
+
+async def latency(code: Path, label: str, acceptors: int, rate: int, seconds: float) -> dict:
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-admission-") as tmp:
+        fleet = Fleet(Path(tmp), code)
+        try:
+            await fleet.start(acceptors=acceptors, workers=1, capacity=3000)
+            await warm_up(fleet.sim)
+            row = await run_rate(fleet.sim, rate, seconds, {})
+        finally:
+            await fleet.stop()
+    return {"code": label, "acceptors": acceptors, **row}
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    workers, capacity = (4, 10) if args.quick else (4, args.capacity)
+    rate, seconds = (20, 2.0) if args.quick else (args.rate, args.seconds)
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-admission-") as tmp:
+        fleet = Fleet(Path(tmp) / "store")
+        try:
+            await fleet.start(acceptors=2, workers=workers, capacity=capacity)
+            burst_row = await burst(fleet, workers * capacity, capacity)
+        finally:
+            await fleet.stop()
+        baseline = checkout(args.baseline_ref, Path(tmp) / "baseline")
+        rows = [
+            await latency(baseline, f"today ({args.baseline_ref})", 1, rate, seconds),
+            await latency(ROOT, "exact", 2, rate, seconds),
+        ]
+    print(table([burst_row]))
+    print()
+    keys = ("code", "acceptors", "rate", "calls", "accepted", "p50_ms", "p99_ms", "max_ms")
+    print(table([{k: row[k] for k in keys} for row in rows]))
+    today, exact = rows[0]["p99_ms"], rows[1]["p99_ms"]
+    print(f"p99: exact {exact:.1f} ms vs today {today:.1f} ms ({exact / today - 1:+.0%})")
+    path = save(
+        "admission",
+        {"quick": args.quick, "burst": burst_row, "latency": rows,
+         "elapsed_s": round(time.time() - started, 1)},
+    )  # fmt: skip
+    print(f"saved {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (checks it works)")
+    parser.add_argument("--capacity", type=int, default=250, help="slots per worker (4 workers)")
+    parser.add_argument("--rate", type=int, default=100, help="calls per second (latency)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds at that rate")
+    parser.add_argument("--baseline-ref", default="main", help="git ref of today's code")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    gc.disable()  # this process times the calls: see bench/accept.py
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
