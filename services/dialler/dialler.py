@@ -192,7 +192,8 @@ class TryDialler:
         if progress.kind in ("answered", "gone"):
             # `gone`: the sideband closed or the session is over before we saw the answer;
             # the session worker finds out which (an ended session is a 404 there).
-            return await self._answered(record, agent)
+            booking = reservation.booking if reservation is not None else None
+            return await self._answered(record, agent, booking=booking)
         if progress.kind == "timeout":
             await hang_up(self._client, record.session_id)
             reason: FailReason = "no_answer"
@@ -226,8 +227,16 @@ class TryDialler:
             await self._publish(record, EventType.CALL_RINGING, {}, f"ringing:{record.tries}")
 
     async def _answered(
-        self, record: OutboundCall, agent: AgentProfile, *, seen: bool = True
+        self,
+        record: OutboundCall,
+        agent: AgentProfile,
+        *,
+        seen: bool = True,
+        booking: str | None = None,
     ) -> Outcome:
+        """`booking`: the worker whose admission book holds the call, released there when
+        the call ends (unknown to a recovering dialler: the book entry then lapses)."""
+
         def answered(current: OutboundCall) -> OutboundCall | None:
             if current.state not in ("dialing", "cancelled"):
                 return None
@@ -249,6 +258,7 @@ class TryDialler:
             direction="outbound",
             session_id=record.session_id,
             context=record.context or None,
+            booking=booking,
         )
         await self._js.publish(
             SESSION_JOB_SUBJECT,
