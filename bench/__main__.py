@@ -31,6 +31,7 @@ ORDER = (
     "ingress",
     "accept",
     "admission",
+    "postcall",
     "session_density",
     "scaling",
     "failover",

@@ -165,6 +165,42 @@ NATS_CONSUMER_ACK_PENDING = Gauge(
     ["stream", "consumer"],
 )
 
+# post-call service: webhooks to subscribers (label `endpoint` is the endpoint id) and index
+WEBHOOK_DELIVERIES = Counter(
+    "switchboard_webhook_deliveries_total",
+    "Post-call webhook attempts by endpoint and outcome (ok, http_4xx, http_5xx, redirect, "
+    "gone, timeout, unsafe, error)",
+    ["endpoint", "outcome"],
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "switchboard_webhook_delivery_seconds",
+    "Time of one post-call webhook attempt (request to answer)",
+    buckets=_SLOW,
+)
+WEBHOOK_LAG_SECONDS = Histogram(
+    "switchboard_webhook_lag_seconds",
+    "Time from an event being stored to its webhook being acknowledged by the endpoint",
+    buckets=(*_FAST, 5.0, 10.0, 60.0, 300.0, 3600.0),
+)
+WEBHOOK_BACKLOG_AGE = Gauge(
+    "switchboard_webhook_backlog_age_seconds",
+    "Age of the oldest event waiting for (or being retried to) each endpoint; 0 when none",
+    ["endpoint"],
+)
+WEBHOOK_BACKLOG = Gauge(
+    "switchboard_webhook_backlog_messages",
+    "Events waiting for (or being retried to) each endpoint",
+    ["endpoint"],
+)
+WEBHOOK_DEAD_LETTERS = Counter(
+    "switchboard_webhook_dead_letters_total",
+    "Post-call webhooks given up, by endpoint and reason (max_age, gone, endpoint_gone)",
+    ["endpoint", "reason"],
+)
+CALLS_INDEXED = Counter(
+    "switchboard_calls_indexed_total", "Finished calls written to the call history index"
+)
+
 # every service
 NATS_DISCONNECTS = Counter(
     "switchboard_nats_disconnects_total",

@@ -24,7 +24,7 @@ DEFAULT_INSTRUCTIONS = (
 DEFAULT_GREETING = "Hello, thanks for calling. How can I help you today?"
 # Ports of the acceptor's and a session worker's health/metrics server when METRICS_PORT
 # is unset (two services on one host must not collide).
-DEFAULT_METRICS_PORTS = {"acceptor": 9101, "session": 9102, "dialler": 9103}
+DEFAULT_METRICS_PORTS = {"acceptor": 9101, "session": 9102, "dialler": 9103, "postcall": 9104}
 
 
 class ConfigError(Exception):
@@ -89,6 +89,21 @@ class Settings(BaseSettings):
         DEFAULT_TOOL_REPLY_MAX_BYTES, ge=1024, le=MAX_TOOL_REPLY_BYTES
     )
 
+    # History: how long JetStream keeps call events (and the call index) — 7 days.
+    switchboard_events_retention_s: float = 7 * 24 * 3600.0
+
+    # `switchboard calls`: the ingress it asks.
+    switchboard_url: str = "http://127.0.0.1:8080"
+
+    # Post-call webhooks (services/postcall).
+    switchboard_webhooks_file: Path | None = None
+    switchboard_webhooks_retry_schedule: str = "5,30,300,1800,3600"
+    switchboard_webhooks_max_age_s: float = 24 * 3600.0
+    switchboard_webhooks_allow_private: bool = False
+    switchboard_webhooks_timeout_s: float = 10.0
+    switchboard_webhooks_concurrency: int = 16
+    switchboard_webhooks_poll_s: float = 1.0
+
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
@@ -137,6 +152,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{where} is not whsec_ followed by base64") from None
         return value
 
+    @field_validator("switchboard_webhooks_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        _delays(value)  # refused at start-up, not at the first failed delivery
+        return value
+
     @field_validator("switchboard_control_token", "switchboard_view_token")
     @classmethod
     def _empty_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
@@ -146,6 +167,11 @@ class Settings(BaseSettings):
         if re.search(r"\s", value.get_secret_value()):
             raise ValueError("contains whitespace (a stray newline or space?)")
         return value
+
+    @property
+    def webhooks_retry_schedule(self) -> list[float]:
+        """`SWITCHBOARD_WEBHOOKS_RETRY_SCHEDULE` as seconds; the last one repeats."""
+        return _delays(self.switchboard_webhooks_retry_schedule)
 
     @property
     def nats_servers(self) -> list[str]:
@@ -205,3 +231,13 @@ def require(settings: Settings, *fields: str) -> None:
             value = value.get_secret_value()
         if not value:
             raise ConfigError(f"{name.upper()} is not set")
+
+
+def _delays(text: str) -> list[float]:
+    try:
+        delays = [float(part) for part in re.split(r"[\s,]+", text.strip()) if part]
+    except ValueError:
+        delays = []
+    if not delays or any(not 0 <= d < float("inf") for d in delays):
+        raise ValueError("comma-separated seconds, each 0 or more, e.g. 5,30,300,1800,3600")
+    return delays

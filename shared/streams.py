@@ -52,7 +52,7 @@ SIP_CALLS_BUCKET = "sip_calls"  # SIP Call-ID → the API that answers it (both 
 _ALREADY_IN_USE = 10058
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.add_stream(config)
     except BadRequestError as error:
@@ -61,11 +61,18 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config)
 
 
+EVENTS_RETENTION_S = 7 * 24 * 3600.0  # default of SWITCHBOARD_EVENTS_RETENTION_S
+
+
 async def declare_topology(
-    js: JetStreamContext, *, replicas: int = 1, session_ack_wait_s: float = 6.0
+    js: JetStreamContext,
+    *,
+    replicas: int = 1,
+    session_ack_wait_s: float = 6.0,
+    events_retention_s: float = EVENTS_RETENTION_S,
 ) -> None:
     """Create or update every stream, consumer and bucket Switchboard uses."""
-    await _ensure_stream(
+    await ensure_stream(
         js,
         StreamConfig(
             name=WEBHOOKS_STREAM,
@@ -77,7 +84,7 @@ async def declare_topology(
             max_age=24 * 3600.0,
         ),
     )
-    await _ensure_stream(
+    await ensure_stream(
         js,
         StreamConfig(
             name=CALL_EVENTS_STREAM,
@@ -88,11 +95,11 @@ async def declare_topology(
             storage=StorageType.FILE,
             num_replicas=replicas,
             duplicate_window=120.0,
-            max_age=7 * 24 * 3600.0,
+            max_age=events_retention_s,
             allow_direct=True,
         ),
     )
-    await _ensure_stream(
+    await ensure_stream(
         js,
         StreamConfig(
             name=SESSIONS_STREAM,

@@ -20,7 +20,6 @@ from switchboard.services import SERVICES
 
 CONFIG_ERROR_EXIT = 2
 
-
 def version() -> str:
     try:
         return metadata.version("switchboard")
@@ -114,6 +113,13 @@ def build_parser(
         help="stable name of this worker (env WORKER_ID; empty: host name and pid)",
     )
 
+    postcall = command("postcall", "post-call webhooks to subscribers, and the call history index")
+    _add_health_options(postcall, settings, "postcall")
+
+    from switchboard.calls import add_calls_parser
+
+    add_calls_parser(commands, settings, _Help)
+
     simulator = command("simulator", "OpenAI stand-in: REST call control, sideband, webhooks")
     simulator.add_argument("--host", default=sim.host, help="listen address (env SIMULATOR_HOST)")
     simulator.add_argument(
@@ -197,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.dialler.main import main as run
         elif args.command == "call":
             from switchboard.call import main as run
+        elif args.command == "postcall":
+            from services.postcall.main import main as run
+        elif args.command == "calls":
+            from switchboard.calls import main as run
         elif args.command == "simulator":
             from simulator.main import main as run
         elif args.command == "asyncapi":

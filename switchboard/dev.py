@@ -112,6 +112,7 @@ class DevStack:
             "OPENAI_BASE_URL": f"http://127.0.0.1:{self.simulator_port}/v1",
             "LOG_FORMAT": "text",
             "SESSION_DRAIN_DEADLINE_S": "3",
+            "SWITCHBOARD_WEBHOOKS_ALLOW_PRIVATE": "1",  # the example receiver is on loopback
             "PYTHONUNBUFFERED": "1",
         }
         # The console's read-only token for this run (yours if set); actions need
@@ -159,7 +160,12 @@ class DevStack:
         return commands
 
     def spawn(
-        self, name: str, *argv: str, ready_port: int | None = None, module: str = "switchboard"
+        self,
+        name: str,
+        *argv: str,
+        ready_port: int | None = None,
+        module: str = "switchboard",
+        to_terminal: bool = False,
     ) -> Child:
         log_path = self.logs / f"{name}.log"
         log, since = open_log(log_path, self.run_id)
@@ -168,8 +174,8 @@ class DevStack:
                 [sys.executable, "-m", module, *argv],
                 cwd=_EXAMPLES.parent if module.startswith("examples") else None,
                 env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=None if to_terminal else log,  # the receiver's lines: the demo's
+                stderr=log,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
                 preexec_fn=die_with_parent(),
             )
@@ -202,9 +208,34 @@ class DevStack:
             raise ServiceFailed("nats-server", str(error), None) from None
         if self.with_example_tools:
             self.spawn("tools", module="examples.salon_tools")
+        self.start_receiver()
         for name, argv, port in self.service_commands():
             self.spawn(name, *argv, ready_port=port)
         self.wait_ready()
+
+    @property
+    def with_example_receiver(self) -> bool:
+        return (_EXAMPLES / "webhook_receiver.py").exists()
+
+    def start_receiver(self) -> None:
+        """An example webhook receiver subscribed to every report through a generated
+        webhooks file (before the services, so postcall reads it): it prints each report
+        it verified (examples/webhook_receiver.py). Postcall itself is one of `SERVICES`."""
+        if not self.with_example_receiver:
+            return
+        receiver_port = free_port()
+        self.env["WEBHOOK_SECRET"] = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+        where = self.run_dir or self.root
+        where.mkdir(parents=True, exist_ok=True)
+        webhooks = where / "webhooks.yaml"
+        webhooks.write_text(
+            "webhooks:\n  - id: example-receiver\n"
+            f"    url: http://127.0.0.1:{receiver_port}/webhooks\n"
+            "    secret_env: WEBHOOK_SECRET\n"
+        )
+        self.env["SWITCHBOARD_WEBHOOKS_FILE"] = str(webhooks)
+        self.spawn("receiver", "--port", str(receiver_port),
+                   module="examples.webhook_receiver", to_terminal=True)  # fmt: skip
 
     def start_simulator(self) -> None:
         argv = [

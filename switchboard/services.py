@@ -8,4 +8,4 @@ service added later is added here, and those tests say where else it is missing.
 
 from __future__ import annotations
 
-SERVICES: tuple[str, ...] = ("ingress", "acceptor", "session", "dialler")
+SERVICES: tuple[str, ...] = ("ingress", "acceptor", "session", "dialler", "postcall")

@@ -78,6 +78,14 @@ class EventLog:
     ) -> None:
         await self.wait_until(lambda: len(self.of_type(call_id, type)) >= count, timeout)
 
+    async def wait_finished(self, call_ids: Iterable[str], timeout: float = 60.0) -> None:
+        """Until every call has an event after which nothing more happens to it."""
+        ends = {"call.report", "call.rejected", "call.missed", "call.failed"}
+        wanted = list(call_ids)
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: all(ends & set(self.types(c)) for c in wanted))
+
     async def wait_all(self, call_ids: Iterable[str], type: str, timeout: float = 20.0) -> None:
         for call_id in call_ids:
             await self.wait_for(call_id, type, timeout)

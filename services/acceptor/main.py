@@ -175,6 +175,7 @@ class Acceptor:
             js,
             replicas=self.settings.nats_replicas,
             session_ack_wait_s=self.settings.session_ack_wait_s,
+            events_retention_s=self.settings.switchboard_events_retention_s,
         )
         self.admission = Admission(
             await admissions_bucket(js, replicas=self.settings.nats_replicas),

@@ -21,14 +21,17 @@ from services.ingress.agents import IngressAgents
 from services.ingress.app import PUBLISH_TIMEOUT_S, WebhookEndpoint, build_app
 from services.ingress.console.routes import Console
 from services.ingress.control import control_routes
+from services.ingress.history import history_routes
 from services.ingress.outbound import outbound_routes
 from services.ingress.publish import CallPublisher
 from services.ingress.webhook import WebhookVerifier
+from services.ingress.webhooks_api import webhooks_routes
 from shared import metrics
 from shared.backoff import Backoff
 from shared.nats import ConnectionWatch, connect, public_url
 from shared.ops import HttpServer, ops_routes
 from shared.outbound_store import declare_outbound
+from shared.postcall import declare_postcall_topology
 from shared.service import run
 from shared.settings import Settings, load_settings, require
 from shared.streams import declare_topology
@@ -54,15 +57,25 @@ class Ingress:
             publisher=self._connected_publisher,
             max_bytes=settings.webhook_max_bytes,
         )
-        control = control_routes(settings.switchboard_control_token, lambda: self._nc)
-        self.console = Console.from_settings(settings, lambda: self._nc)
+        token, nc = settings.switchboard_control_token, lambda: self._nc
+        control = control_routes(token, nc)
+        after_the_call = [  # before the control routes: `GET /calls` also serves history
+            *history_routes(token, nc, control),
+            *webhooks_routes(token, nc, allow_private=settings.switchboard_webhooks_allow_private),
+        ]
+        self.console = Console.from_settings(settings, nc)
         console = self.console.routes() if self.console else []
         self.agents = IngressAgents(settings)
-        token = settings.switchboard_control_token
         outbound = outbound_routes(
-            token.get_secret_value() if token else None, lambda: self._nc, self.agents.named
+            token.get_secret_value() if token else None, nc, self.agents.named
         )
-        routes = [*ops_routes(self.is_ready, self.is_alive), *control, *console, *outbound]
+        routes = [
+            *ops_routes(self.is_ready, self.is_alive),
+            *after_the_call,
+            *control,
+            *console,
+            *outbound,
+        ]
         self.app = build_app(endpoint, routes)
         self.http = HttpServer(self.app, host, port)
         self._where = f"{host}:{port}"
@@ -108,6 +121,13 @@ class Ingress:
                     js,
                     replicas=self.settings.nats_replicas,
                     session_ack_wait_s=self.settings.session_ack_wait_s,
+                    events_retention_s=self.settings.switchboard_events_retention_s,
+                )
+                await declare_postcall_topology(
+                    js,
+                    replicas=self.settings.nats_replicas,
+                    retention_s=self.settings.switchboard_events_retention_s,
+                    max_age_s=self.settings.switchboard_webhooks_max_age_s,
                 )
                 await declare_outbound(js, replicas=self.settings.nats_replicas)
                 break

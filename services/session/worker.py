@@ -120,6 +120,7 @@ class SessionWorker:
             js,
             replicas=self.settings.nats_replicas,
             session_ack_wait_s=self.settings.session_ack_wait_s,
+            events_retention_s=self.settings.switchboard_events_retention_s,
         )
         self._ctx = WorkerContext(
             settings=self.settings,

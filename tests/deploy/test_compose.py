@@ -86,6 +86,7 @@ def test_the_whole_stack_is_there() -> None:
         "acceptor",
         "session-1",
         "session-2",
+        "postcall",
         "simulator",
         "prometheus",
         "grafana",

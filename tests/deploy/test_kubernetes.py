@@ -72,6 +72,7 @@ OVERLAY_PURPOSE: dict[str, tuple[set[str], dict[str, int | None]]] = {
             "switchboard-acceptor": 2,
             "switchboard-session": None,
             "switchboard-dialler": 2,
+            "switchboard-postcall": 2,
         },
     ),
     # + the simulator; 1 ingress, 1 acceptor, 2 workers; no KEDA nor Prometheus Operator
@@ -82,6 +83,7 @@ OVERLAY_PURPOSE: dict[str, tuple[set[str], dict[str, int | None]]] = {
             "switchboard-acceptor": 1,
             "switchboard-dialler": 1,
             "switchboard-session": 2,
+            "switchboard-postcall": 1,
             "switchboard-simulator": 1,
         },
     ),
@@ -246,6 +248,7 @@ def test_each_service_gets_only_the_secrets_it_needs(objects: list[dict[str, Any
         "acceptor": {"OPENAI_API_KEY"},
         "session": {"OPENAI_API_KEY"},
         "dialler": {"OPENAI_API_KEY", "TRUNK_PASSWORD"},
+        "postcall": set(),  # endpoint secrets live in NATS (KV), not in the environment
     }
     for name, deployment in service_deployments(objects).items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -294,7 +297,8 @@ def test_probes_use_the_service_health_endpoints(objects: list[dict[str, Any]]) 
 def test_probe_ports_match_the_cli_ports(objects: list[dict[str, Any]]) -> None:
     """The port a container declares is the one its command line makes it listen on."""
     flag = {"ingress": "--port", "acceptor": "--metrics-port", "session": "--metrics-port",
-            "dialler": "--metrics-port"}  # fmt: skip
+    flag = {"ingress": "--port", "acceptor": "--metrics-port", "session": "--metrics-port",
+            "dialler": "--metrics-port", "postcall": "--metrics-port"}  # fmt: skip
     for name, deployment in service_deployments(objects).items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         args = [str(a) for a in container["args"]]
@@ -436,7 +440,7 @@ def _selected_components(policy: dict[str, Any], objects: list[dict[str, Any]]) 
 def test_only_the_webhook_port_is_open_to_the_outside(objects: list[dict[str, Any]]) -> None:
     """From outside the namespace, a pod can reach: the ingress pods' port 8080, and the
     metrics ports from the monitoring namespace. Nothing else."""
-    metric_ports = {8080, 9101, 9102, 9103}
+    metric_ports = {8080, 9101, 9102, 9103, 9104}
     for policy in of_kind(objects, "NetworkPolicy"):
         chosen = _selected_components(policy, objects)
         for rule in policy["spec"].get("ingress", []):
@@ -460,16 +464,17 @@ def test_only_the_webhook_port_is_open_to_the_outside(objects: list[dict[str, An
                 )
 
 
-def test_only_acceptor_session_and_dialler_reach_the_internet(
+def test_only_acceptor_session_dialler_and_postcall_reach_the_internet(
     objects: list[dict[str, Any]],
 ) -> None:
+    """OpenAI for the acceptor, the workers and the dialler; subscribers' webhook URLs for postcall."""
     for policy in of_kind(objects, "NetworkPolicy"):
         for rule in policy["spec"].get("egress", []):
             for peer in rule.get("to", []):
                 block = peer.get("ipBlock")
                 if block and ipaddress.ip_network(block["cidr"]).num_addresses > 2**24:
-                    reach = {"acceptor", "session", "dialler"}
-                    assert _selected_components(policy, objects) <= reach
+                    components = _selected_components(policy, objects)
+                    assert components <= {"acceptor", "session", "dialler", "postcall"}
                     assert {p["port"] for p in rule["ports"]} == {443}
 
 

@@ -39,6 +39,9 @@ TOKEN = "ctl-" + "a" * 32
 REPLIES = {"tools:reply", "agents:resolve-reply", "calls:control-reply"}
 # Subscribed by a business service of the operator's, if any; none runs here.
 EXTERNAL = {"agents:resolve-request"}
+# The post-call service's subjects need it running and a subscriber (an outbox), or a
+# delivery given up (a dead letter): tests/services/postcall uses each of them for real.
+POSTCALL = {"postcall:fan-out", "postcall:outbox", "postcall:dead-letter", "calls:index"}
 
 REALTIME_NUMBER, LIVE_NUMBER = "+61468002102", "+61468002103"
 AGENTS = f"""
@@ -264,7 +267,7 @@ async def test_the_document_matches_what_the_running_services_do(
     unused = {
         name
         for name, (action, pattern, _) in documented.operations.items()
-        if name not in REPLIES | EXTERNAL
+        if name not in REPLIES | EXTERNAL | POSTCALL
         and not any(overlap(s, pattern) for s in (published if action == "send" else subscribed))
     }
     assert not unused, f"documented, but the services never did it: {unused}"

@@ -1,0 +1,1 @@
+"""The post-call service: signed webhooks from call events, and the call index."""
