@@ -143,7 +143,7 @@ async def read_history(js: JetStreamContext, query: HistoryQuery) -> HistoryPage
     """One page of matching calls, and the cursor of the next match (None: no more)."""
     calls: list[dict[str, Any]] = []
     start = {"start_seq": query.cursor} if query.cursor else {"start_time": query.since}
-    async for msg in scan(js, INDEX_STREAM, f"{INDEX_SUBJECT}.*", **start):  # type: ignore[arg-type]
+    async for msg in scan(js, INDEX_STREAM, f"{INDEX_SUBJECT}.*", **start):
         if query.past_the_end(msg.metadata.timestamp):
             break
         call = CallSummary.model_validate_json(msg.data)

@@ -36,13 +36,15 @@ async def scan(
                                 opt_start_seq=max(start_seq, 1))  # fmt: skip
     elif start_time is not None:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME,
-                                opt_start_time=start_time.isoformat())  # fmt: skip
+                                opt_start_time=start_time)  # fmt: skip
     else:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     sub = await js.subscribe(subject, stream=stream, ordered_consumer=True, config=config)
     try:
         state = await sub.consumer_info()
-        if state.num_pending == 0 and state.delivered.consumer_seq == 0:
+        if state.num_pending == 0 and (
+            state.delivered is None or state.delivered.consumer_seq == 0
+        ):
             return  # nothing stored from that point on: do not wait for the idle timeout
         while True:
             try:

@@ -74,7 +74,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _check(answer: httpx.Response) -> dict[str, Any] | None:
     if answer.status_code == 200:
-        return answer.json()
+        body: dict[str, Any] = answer.json()
+        return body
     print(f"switchboard calls: {answer.status_code} {answer.text[:300]}", file=sys.stderr)
     return None
 

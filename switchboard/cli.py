@@ -20,6 +20,7 @@ from switchboard.services import SERVICES
 
 CONFIG_ERROR_EXIT = 2
 
+
 def version() -> str:
     try:
         return metadata.version("switchboard")

@@ -14,7 +14,7 @@ Times are RFC 3339 or Unix seconds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from nats.aio.client import Client
@@ -132,7 +132,7 @@ def _count(action: str, response: Response) -> Response:
 
 
 def history_routes(
-    token: SecretStr | None, nc: Callable[[], Client | None], control: list[BaseRoute]
+    token: SecretStr | None, nc: Callable[[], Client | None], control: Sequence[BaseRoute]
 ) -> list[BaseRoute]:
     """The history routes, to be mounted before the control API's: `GET /calls` answers
     both (history with history parameters, the control API's live calls without)."""

@@ -118,9 +118,9 @@ class PostCall:
                         with contextlib.suppress(KeyError):
                             gauge.remove(endpoint_id)
         for endpoint_id, endpoint in wanted.items():
-            delivery = self.deliveries.get(endpoint_id)
-            if delivery is not None:
-                delivery.endpoint = endpoint  # a rotated secret applies from the next attempt
+            running = self.deliveries.get(endpoint_id)
+            if running is not None:
+                running.endpoint = endpoint  # a rotated secret applies from the next attempt
                 continue
             # A connection pool per endpoint: a slow receiver cannot use up another's.
             sender = Sender(
