@@ -40,9 +40,9 @@ def add_calls_parser(
     calls.add_argument("--live", action="store_true", help="the calls in progress")
     calls.add_argument("--since", help="calls started at or after (RFC 3339 or Unix seconds)")
     calls.add_argument("--until", help="calls started before")
-    calls.add_argument("--agent")
+    calls.add_argument("--agent", help="calls of this agent (its name in the agents file)")
     calls.add_argument("--number", help="the dialled or the calling number")
-    calls.add_argument("--end-reason")
+    calls.add_argument("--end-reason", help="calls that ended so (e.g. caller_hangup)")
     calls.add_argument("--limit", type=int, default=0, help="at most this many calls (0: all)")
     calls.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 

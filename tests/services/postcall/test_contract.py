@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import yaml
 
+from shared.settings import DEFAULT_METRICS_PORTS
 from switchboard.asyncapi import document
-from switchboard.cli import LONG_RUNNING_SERVICES, build_parser
+from switchboard.cli import build_parser
+from switchboard.services import SERVICES
 
 
-def test_postcall_is_a_long_running_subcommand() -> None:
-    assert "postcall" in LONG_RUNNING_SERVICES
-    args = build_parser().parse_args(["postcall", "--metrics-port", "9104"])
+def test_postcall_is_a_long_running_subcommand(monkeypatch) -> None:
+    monkeypatch.delenv("METRICS_PORT", raising=False)
+    assert "postcall" in SERVICES
+    assert DEFAULT_METRICS_PORTS["postcall"] == 9104
+    args = build_parser().parse_args(["postcall"])
     assert (args.command, args.metrics_port) == ("postcall", 9104)
 
 
