@@ -297,7 +297,6 @@ def test_probes_use_the_service_health_endpoints(objects: list[dict[str, Any]]) 
 def test_probe_ports_match_the_cli_ports(objects: list[dict[str, Any]]) -> None:
     """The port a container declares is the one its command line makes it listen on."""
     flag = {"ingress": "--port", "acceptor": "--metrics-port", "session": "--metrics-port",
-    flag = {"ingress": "--port", "acceptor": "--metrics-port", "session": "--metrics-port",
             "dialler": "--metrics-port", "postcall": "--metrics-port"}  # fmt: skip
     for name, deployment in service_deployments(objects).items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -467,7 +466,8 @@ def test_only_the_webhook_port_is_open_to_the_outside(objects: list[dict[str, An
 def test_only_acceptor_session_dialler_and_postcall_reach_the_internet(
     objects: list[dict[str, Any]],
 ) -> None:
-    """OpenAI for the acceptor, the workers and the dialler; subscribers' webhook URLs for postcall."""
+    """OpenAI for the acceptor, the workers and the dialler; subscribers' webhook URLs for
+    postcall."""
     for policy in of_kind(objects, "NetworkPolicy"):
         for rule in policy["spec"].get("egress", []):
             for peer in rule.get("to", []):
