@@ -50,7 +50,8 @@ def handler_for(webhook: Webhook) -> type[BaseHTTPRequestHandler]:
             webhook_id = self.headers["webhook-id"]
             if webhook_id not in seen:
                 seen.add(webhook_id)
-                call_id = str(event.get("call_id", "")).removeprefix("rtc_")[:8]
+                call_id = str(event.get("call_id", "")).removeprefix("rtc_")
+                call_id = call_id.removeprefix("live_")[:8]  # as `switchboard dev` shows it
                 now = datetime.now().strftime("%H:%M:%S")
                 print(f"{now}  {call_id}  webhook      verified {describe(event)}", flush=True)
             self.send_response(204)

@@ -9,7 +9,9 @@ then a summary, and keeps serving until Ctrl-C; the services' own logs go to
 Each run is isolated: its JetStream store is its own (`.switchboard/runs/<pid>`, removed
 when it stops; a killed run's is removed by the next), so no run sees another's calls and
 two runs work side by side on their own ports. `--store-dir` keeps a store on purpose;
-even then only calls this run placed are shown and counted. Every child, `nats-server`
+even then only calls this run placed are shown and counted, the example webhook
+receiver's lines included (a kept store's postcall may deliver, at least once, the report
+of an earlier run's call: it is delivered, not shown). Every child, `nats-server`
 included, dies with the stack however it ends (see `switchboard.children`).
 """
 
@@ -25,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -44,7 +47,13 @@ from switchboard.children import (
     open_log,
     report_exits,
 )
-from switchboard.console import TERMINAL_TYPES, format_event, outcome, summary
+from switchboard.console import (
+    TERMINAL_TYPES,
+    format_event,
+    outcome,
+    short_call_id,
+    summary,
+)
 from switchboard.nats_server import NatsServer, free_port
 from switchboard.services import SERVICES
 
@@ -91,6 +100,9 @@ class DevStack:
             store = self.run_dir / "nats"
         self.logs = self.root / "logs"
         self.children: list[Child] = []
+        # Calls whose `call.received` this run saw (a kept store may hold older ones): the
+        # terminal shows only these, from the event stream and from the example receiver.
+        self.own: set[str] = set()
         self.nats = NatsServer(store, preexec_fn=die_with_parent(signal.SIGTERM))
         self.simulator_port = free_port()
         self.ingress_port = free_port()
@@ -167,6 +179,8 @@ class DevStack:
         module: str = "switchboard",
         to_terminal: bool = False,
     ) -> Child:
+        """`to_terminal`: the child's stdout lines are the demo's, shown through
+        `show_own_line` (only this run's calls); otherwise everything goes to its log."""
         log_path = self.logs / f"{name}.log"
         log, since = open_log(log_path, self.run_id)
         with log:  # the child has its own copy of the descriptor
@@ -174,15 +188,33 @@ class DevStack:
                 [sys.executable, "-m", module, *argv],
                 cwd=_EXAMPLES.parent if module.startswith("examples") else None,
                 env=self.env,
-                stdout=None if to_terminal else log,  # the receiver's lines: the demo's
+                stdout=subprocess.PIPE if to_terminal else log,
                 stderr=log,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
                 preexec_fn=die_with_parent(),
             )
+        if to_terminal:
+            threading.Thread(target=self._show_lines, args=(process,), daemon=True).start()
         ready = f"http://127.0.0.1:{ready_port}/readyz" if ready_port else None
         child = Child(name, process, ready, log_path, since)
         self.children.append(child)
         return child
+
+    def _show_lines(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if self.show_own_line(line):
+                print(line, flush=True)
+
+    def show_own_line(self, line: str) -> bool:
+        """Whether a line of the example receiver goes on the terminal: the same rule as
+        the event lines, only calls whose `call.received` this run saw. Its lines are
+        `HH:MM:SS  <short call id>  …`, as the console's; a line without one is shown."""
+        fields = line.split()
+        if len(fields) < 2 or fields[0].count(":") != 2:
+            return True
+        return fields[1] in {short_call_id(call_id) for call_id in list(self.own)}
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -309,7 +341,7 @@ async def _watch(stack: DevStack, expected: int, exit_when_done: bool) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stopping.set)
     nc = await nats.connect(stack.nats.url)
-    own: set[str] = set()  # calls this run received (a kept store may replay older ones)
+    own = stack.own  # calls this run received (a kept store may replay older ones)
     finished: dict[str, str] = {}
     done = asyncio.Event()
 
