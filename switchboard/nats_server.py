@@ -31,6 +31,7 @@ def nats_server_binary() -> str:
 
 
 _pick = random.SystemRandom()  # not the seeded global: tests (hypothesis) reseed that one
+_handed_out: set[int] = set()  # a port given once is not given again by this process
 
 
 def free_port() -> int:
@@ -43,12 +44,15 @@ def free_port() -> int:
     low, _ = _ephemeral_range()
     for _ in range(64):
         port = _pick.randrange(max(1024, low - 12_000), low)
+        if port in _handed_out:  # free again once its first taker stopped, or not yet bound
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     with socket.socket() as sock:  # that band is full: the kernel's pick, as before
         sock.bind(("127.0.0.1", 0))
         chosen: int = sock.getsockname()[1]
@@ -64,7 +68,9 @@ def _ephemeral_range() -> tuple[int, int]:
 
 
 class PortTaken(RuntimeError):
-    """nats-server exited at start: most often, a port it was given is no longer free."""
+    """nats-server exited at start: most often, a port it was given is no longer free.
+
+    The message ends with the last line the server logged (`log_file`)."""
 
 
 class NatsServer:
@@ -97,6 +103,11 @@ class NatsServer:
         self._started_once = False
 
     @property
+    def log_file(self) -> Path:
+        """What the server printed: the reason it exited, when it did."""
+        return self.store_dir / "nats-server.log"
+
+    @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
@@ -123,13 +134,14 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         tries = 3 if self._may_repick and wait_ready and not self._started_once else 1
         for attempt in range(tries):
-            self.process = subprocess.Popen(
-                self._command(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=self.preexec_fn,
-            )
+            with self.log_file.open("ab") as log:
+                self.process = subprocess.Popen(
+                    self._command(),
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    preexec_fn=self.preexec_fn,
+                )
             if not wait_ready:
                 break
             try:
@@ -138,7 +150,7 @@ class NatsServer:
             except PortTaken:
                 if attempt == tries - 1:
                     raise
-                self.port, self.monitor_port = free_port(), free_port()
+                self.repick_ports()
         self._started_once = True
 
     def wait_ready(self, timeout: float = 10.0) -> None:
@@ -146,7 +158,9 @@ class NatsServer:
         deadline = time.monotonic() + timeout
         while True:
             if self.process is not None and self.process.poll() is not None:
-                raise PortTaken(f"nats-server exited with {self.process.returncode}")
+                raise PortTaken(
+                    f"nats-server exited with {self.process.returncode}: {self._last_log_line()}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=1) as reply:
                     if reply.status == 200:
@@ -156,6 +170,17 @@ class NatsServer:
             if time.monotonic() > deadline:
                 raise TimeoutError("nats-server did not become ready")
             time.sleep(0.05)  # polling a child process' health endpoint
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return lines[-1] if lines else "(nothing logged)"
+
+    def repick_ports(self) -> None:
+        """New ports for a server that could not start on its own (see `PortTaken`)."""
+        self.port, self.monitor_port = free_port(), free_port()
 
     def stop(self) -> None:
         if self.process is None:

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 
 from shared.events import CallEvent, read_call_events
 from shared.streams import declare_topology
-from switchboard.nats_server import NatsServer, free_port
+from switchboard.nats_server import NatsServer, PortTaken, free_port
 from tests.stack import Stack
 
 CLUSTER_SIZE = 3
@@ -34,8 +34,13 @@ class NatsCluster:
     """Three `nats-server` processes routed to each other, JetStream on every node."""
 
     def __init__(self, root: Path, size: int = CLUSTER_SIZE) -> None:
+        self.root, self.size = root, size
+        self.nodes = self._nodes(self.root)
+
+    def _nodes(self, root: Path) -> list[NatsServer]:
+        size = self.size
         cluster_ports = [free_port() for _ in range(size)]
-        self.nodes = [
+        return [
             NatsServer(
                 root / f"n{index}",
                 name=f"n{index}",
@@ -58,11 +63,21 @@ class NatsCluster:
     def node(self, name: str) -> NatsServer:
         return next(node for node in self.nodes if node.name == name)
 
-    def start(self, timeout: float = 30.0) -> None:
-        for node in self.nodes:  # a node waits for its routes: start all before waiting
-            node.start(wait_ready=False)
-        for node in self.nodes:
-            node.wait_ready(timeout)
+    def start(self, timeout: float = 30.0, tries: int = 3) -> None:
+        """Start every node; a node that exits at start (a port taken by another process
+        between picking and binding) makes the whole cluster start again on new ports."""
+        for attempt in range(tries):
+            for node in self.nodes:  # a node waits for its routes: start all before waiting
+                node.start(wait_ready=False)
+            try:
+                for node in self.nodes:
+                    node.wait_ready(timeout)
+                break
+            except PortTaken:
+                self.stop()
+                if attempt == tries - 1:
+                    raise
+                self.nodes = self._nodes(self.root / f"retry{attempt + 1}")  # no old peers
         self.wait_meta_leader(timeout)
 
     def wait_meta_leader(self, timeout: float = 30.0) -> str:

@@ -1,0 +1,40 @@
+"""The embedded `nats-server` the suite, `switchboard dev` and the benchmarks run."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from switchboard.nats_server import NatsServer, PortTaken, free_port
+
+
+def test_free_port_never_hands_out_the_same_port_twice() -> None:
+    """Two servers given ports in one breath must not be given the same one."""
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+
+
+def test_a_server_that_cannot_bind_says_why(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = NatsServer(tmp_path / "nats", port=port)  # a port of ours: no re-pick
+        with pytest.raises(PortTaken, match="address already in use"):
+            server.start()
+        server.stop()
+
+
+def test_a_server_picking_its_own_ports_starts_past_a_taken_one(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path / "nats")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", server.port))
+        taken.listen()
+        busy = server.port
+        try:
+            server.start()
+            assert server.port != busy
+        finally:
+            server.stop()
