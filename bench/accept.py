@@ -94,13 +94,16 @@ def serve_inline(port: int) -> None:
 
 
 @contextlib.contextmanager
-def process(args: list[str], env: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
+def process(
+    args: list[str], env: dict[str, str], name: str, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen]:
+    """`args` as a child process in `cwd` (this code, or another version's checkout)."""
     # Its log goes to a file, not a pipe nobody reads while it runs (a full pipe would
     # block the service mid-benchmark); shown only when it ends badly.
     quiet = os.environ.get("BENCH_QUIET", "1") == "1"
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            args, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL,
+            args, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL,
             stderr=log if quiet else None,
         )  # fmt: skip
         try:

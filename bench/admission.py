@@ -22,14 +22,11 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import re
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 from io import BytesIO
 from pathlib import Path
@@ -42,6 +39,7 @@ from bench.accept import (
     ROOT,
     WEBHOOK_PATH,
     _secret,
+    process,
     run_rate,
     switchboard,
     wait_http,
@@ -63,29 +61,6 @@ def checkout(ref: str, into: Path) -> Path:
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into
-
-
-@contextlib.contextmanager
-def process(
-    args: list[str], env: dict[str, str], name: str, cwd: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """As `bench.accept.process`, in `cwd` (today's code or this one)."""
-    proc = subprocess.Popen(
-        args, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.returncode not in (0, -15) and proc.stderr is not None:
-            tail = proc.stderr.read()[-2000:].decode(errors="replace")
-            print(f"[{name}] exited {proc.returncode}: {tail}", file=sys.stderr)
 
 
 async def metric(port: int, name: str) -> float:

@@ -60,6 +60,24 @@ log = logging.getLogger(__name__)
 CONCURRENT_ACCEPTS = 16
 
 
+# Realtime and GPT-Live calls arrive on subjects of their own, each read by its own durable
+# consumer (one API's backlog never holds up the other's), and are handled alike.
+_INCOMING_CALLS = (
+    (
+        INCOMING_CALL_SUBJECT,
+        ACCEPTOR_CONSUMER,
+        "incoming-calls",
+        "Verified realtime.call.incoming webhooks, one per webhook-id",
+    ),
+    (
+        LIVE_INCOMING_CALL_SUBJECT,
+        ACCEPTOR_LIVE_CONSUMER,
+        "incoming-live-calls",
+        "Verified live.transport.incoming (and live.call.incoming) webhooks",
+    ),
+)
+
+
 class Acceptor:
     name = "acceptor"
 
@@ -99,26 +117,17 @@ class Acceptor:
         self._acceptor: CallAcceptor | None = None
         self._nc: Client | None = None  # the broker's connection, once connected
         self._draining = False
-        self.broker.subscriber(
-            INCOMING_CALL_SUBJECT,
-            stream=JStream(WEBHOOKS_STREAM, declare=False),
-            durable=ACCEPTOR_CONSUMER,
-            pull_sub=PullSub(batch_size=CONCURRENT_ACCEPTS, timeout=1.0),
-            max_workers=CONCURRENT_ACCEPTS,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            title="incoming-calls",
-            description="Verified realtime.call.incoming webhooks, one per webhook-id",
-        )(self.on_incoming_call)
-        self.broker.subscriber(
-            LIVE_INCOMING_CALL_SUBJECT,
-            stream=JStream(WEBHOOKS_STREAM, declare=False),
-            durable=ACCEPTOR_LIVE_CONSUMER,
-            pull_sub=PullSub(batch_size=CONCURRENT_ACCEPTS, timeout=1.0),
-            max_workers=CONCURRENT_ACCEPTS,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            title="incoming-live-calls",
-            description="Verified live.transport.incoming (and live.call.incoming) webhooks",
-        )(self.on_incoming_call)
+        for subject, durable, title, description in _INCOMING_CALLS:
+            self.broker.subscriber(
+                subject,
+                stream=JStream(WEBHOOKS_STREAM, declare=False),
+                durable=durable,
+                pull_sub=PullSub(batch_size=CONCURRENT_ACCEPTS, timeout=1.0),
+                max_workers=CONCURRENT_ACCEPTS,
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+                title=title,
+                description=description,
+            )(self.on_incoming_call)
         self.http = HttpServer(ops_app(self.is_ready), host, metrics_port)
 
     async def on_incoming_call(self, call: IncomingCall, message: NatsMessage) -> None:

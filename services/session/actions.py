@@ -32,8 +32,10 @@ from services.session.tools import (
     ToolCallRequest,
     ToolResult,
     ToolRunner,
+    elapsed_ms,
     parse_arguments,
-    run_key,
+    publish_tool_called,
+    publish_tool_completed,
 )
 from shared import metrics
 from shared.agents import BUILTIN_TOOL_NAMES, AgentProfile, FunctionTool
@@ -75,6 +77,7 @@ class CallActions:
         self._hooks = hooks
         self.transfer: PendingTransfer | None = None
         self._seen: set[str] = set()
+        self._started: dict[str, float] = {}  # built-in tool_call_id → when it was called
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- from the runner ---------------------------------------------------------------------
@@ -185,22 +188,16 @@ class CallActions:
         return result
 
     async def _called(self, name: str, tool_call_id: str, arguments: str) -> None:
-        parsed = parse_arguments(arguments)
-        await self._hooks.publish(
-            EventType.TOOL_CALLED,
-            {
-                "name": name,
-                "tool_call_id": tool_call_id,
-                "arguments": parsed if parsed is not None else arguments[:1000],
-            },
-            msg_id=f"tool.called:{run_key(self.call_id, tool_call_id)}",
-        )
+        self._started.setdefault(tool_call_id, time.time())
+        await publish_tool_called(self._hooks.publish, self.call_id, name, tool_call_id, arguments)
 
     async def _completed(self, name: str, tool_call_id: str, result: ToolResult) -> None:
-        await self._hooks.publish(
-            EventType.TOOL_COMPLETED,
-            {"name": name, "tool_call_id": tool_call_id, **result.as_dict(), "duration_ms": 0},
-            msg_id=f"tool.completed:{run_key(self.call_id, tool_call_id)}",
+        # A built-in this owner called runs from its `tool.called`; one left by an earlier
+        # owner (answered as interrupted) had no run here: 0.
+        started = self._started.pop(tool_call_id, None)
+        duration_ms = elapsed_ms(started) if started is not None else 0
+        await publish_tool_completed(
+            self._hooks.publish, self.call_id, name, tool_call_id, result, duration_ms
         )
 
     # -- transfers -------------------------------------------------------------------------

@@ -11,15 +11,13 @@ socket waits at most until the open turn's deadline.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import openai
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from services.session.live_events import (
     KNOWN_TYPES,
@@ -30,26 +28,15 @@ from services.session.live_events import (
     translate,
 )
 from services.session.live_turns import Turns
-from services.session.sideband import (
-    CallGone,
-    Command,
-    SidebandEvent,
-    SidebandRefused,
-    SidebandUnavailable,
-)
+from services.session.sideband import Command, SidebandEvent
+from services.session.sideband_socket import SidebandSocket
 from shared import metrics
-from shared.call_control import call_control
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Refusals no retry can mend: a wrong key, a malformed request, a project without access.
-_REFUSED_STATUSES = frozenset({400, 401, 403})
-# A reflected-audio frame is ~6 KB per 100 ms; OpenAI's frames may be larger.
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
-
-class LiveSideband:
+class LiveSideband(SidebandSocket):
     """One GPT-Live call: its sideband WebSocket and its session-control REST endpoints."""
 
     api = "live"
@@ -58,34 +45,17 @@ class LiveSideband:
     responses_conflict = False
 
     def __init__(self, call_id: str, settings: Settings, client: openai.AsyncOpenAI) -> None:
-        self.call_id = call_id  # the `live_…` session id
-        self._settings = settings
-        self._client = client
-        self._ws: ClientConnection | None = None
+        super().__init__(
+            call_id,  # the `live_…` session id
+            url=settings.live_sideband_url(call_id),
+            api_key=settings.openai_api_key.get_secret_value(),
+            control=client.live.sessions,
+        )
         self._turns = Turns()
         self._seen = Seen()  # survives re-attach: a replayed event is not acted on twice
 
-    async def attach(self) -> None:
-        key = self._settings.openai_api_key.get_secret_value()
-        try:
-            self._ws = await websockets.connect(
-                self._settings.live_sideband_url(self.call_id),
-                additional_headers={"Authorization": f"Bearer {key}"},
-                open_timeout=5,
-                close_timeout=1,
-                max_size=MAX_MESSAGE_BYTES,
-                ping_interval=20,
-                compression=None,
-            )
-        except InvalidStatus as error:
-            status = error.response.status_code
-            if status == 404:
-                raise CallGone(self.call_id) from None
-            if status in _REFUSED_STATUSES:
-                raise SidebandRefused(f"sideband refused with {status}") from None
-            raise SidebandUnavailable(f"sideband answered {status}") from None
-        except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
-            raise SidebandUnavailable(type(error).__name__) from None
+    def encode(self, command: Command) -> Mapping[str, Any]:
+        return client_event(command)
 
     async def events(self) -> AsyncIterator[SidebandEvent]:
         ws = self._ws
@@ -117,27 +87,3 @@ class LiveSideband:
                     yield meaning
         except ConnectionClosed:
             return
-
-    async def send(self, command: Command) -> bool:
-        ws = self._ws
-        if ws is None:
-            return False
-        try:
-            await ws.send(json.dumps(client_event(command)))
-        except ConnectionClosed:
-            return False
-        return True
-
-    async def close(self) -> None:
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            await ws.close()
-
-    async def hang_up(self) -> str:
-        answer = await call_control("hangup", self._client.live.sessions.hangup(self.call_id))
-        return answer.status
-
-    async def transfer(self, uri: str) -> str:
-        request = self._client.live.sessions.refer(self.call_id, target_uri=uri)
-        answer = await call_control("refer", request)
-        return answer.status

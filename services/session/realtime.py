@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, get_args
 
 import openai
-import websockets
 from openai.types.realtime import RealtimeClientEventParam
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from services.session.sideband import (
     AgentAudioCleared,
@@ -24,7 +22,6 @@ from services.session.sideband import (
     AgentTranscript,
     CallerSpeechStarted,
     CallerTranscript,
-    CallGone,
     Command,
     Dtmf,
     IdlePrompted,
@@ -37,13 +34,11 @@ from services.session.sideband import (
     SessionField,
     SidebandError,
     SidebandEvent,
-    SidebandRefused,
-    SidebandUnavailable,
     ToolCallRequested,
     ToolOutput,
 )
+from services.session.sideband_socket import SidebandSocket
 from shared import metrics
-from shared.call_control import call_control
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,8 +87,6 @@ KNOWN_TYPES = frozenset(
 )
 RESPONSE_CONFLICT = "conversation_already_has_active_response"
 SESSION_EXPIRED = "session_expired"
-# Refusals no retry can mend: a wrong key, a malformed request, a project without access.
-_REFUSED_STATUSES = frozenset({400, 401, 403})
 
 
 def canonical_type(event: dict[str, Any]) -> str:
@@ -213,19 +206,13 @@ def client_event(command: Command) -> RealtimeClientEventParam:
     return {"type": "response.create", "response": {"instructions": command.instructions}}
 
 
-class RealtimeSideband:
+class RealtimeSideband(SidebandSocket):
     """One Realtime call: its sideband WebSocket and its call-control REST endpoints."""
 
     api = "realtime"
     responses_conflict = True
 
     def __init__(self, call_id: str, settings: Settings, client: openai.AsyncOpenAI) -> None:
-        self.call_id = call_id
-        self._settings = settings
-        self._client = client
-        self._ws: ClientConnection | None = None
-
-    async def attach(self) -> None:
         # `websockets`, not the SDK's `client.realtime.connect(call_id=…)`. The SDK would
         # give typed sends and its own URL and headers, but: its reconnect must stay off
         # (`on_reconnecting=None`), or a worker whose lease lapsed could come back to a call
@@ -237,26 +224,15 @@ class RealtimeSideband:
         # `client_event` is typed as its client event params, and the contract tests hold
         # both directions to them. Whether the SDK's connection costs density is measured
         # side by side once the machine is quiet (BENCHMARKS.md); until then, websockets.
-        key = self._settings.openai_api_key.get_secret_value()
-        try:
-            self._ws = await websockets.connect(
-                self._settings.sideband_url(self.call_id),
-                additional_headers={"Authorization": f"Bearer {key}"},
-                open_timeout=5,
-                close_timeout=1,
-                max_size=4 * 1024 * 1024,
-                ping_interval=20,
-                compression=None,
-            )
-        except InvalidStatus as error:
-            status = error.response.status_code
-            if status == 404:
-                raise CallGone(self.call_id) from None
-            if status in _REFUSED_STATUSES:
-                raise SidebandRefused(f"sideband refused with {status}") from None
-            raise SidebandUnavailable(f"sideband answered {status}") from None
-        except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
-            raise SidebandUnavailable(type(error).__name__) from None
+        super().__init__(
+            call_id,
+            url=settings.sideband_url(call_id),
+            api_key=settings.openai_api_key.get_secret_value(),
+            control=client.realtime.calls,
+        )
+
+    def encode(self, command: Command) -> Mapping[str, Any]:
+        return client_event(command)
 
     async def events(self) -> AsyncIterator[SidebandEvent]:
         ws = self._ws
@@ -277,27 +253,3 @@ class RealtimeSideband:
                     yield meaning
         except ConnectionClosed:
             return
-
-    async def send(self, command: Command) -> bool:
-        ws = self._ws
-        if ws is None:
-            return False
-        try:
-            await ws.send(json.dumps(client_event(command)))
-        except ConnectionClosed:
-            return False
-        return True
-
-    async def close(self) -> None:
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            await ws.close()
-
-    async def hang_up(self) -> str:
-        answer = await call_control("hangup", self._client.realtime.calls.hangup(self.call_id))
-        return answer.status
-
-    async def transfer(self, uri: str) -> str:
-        request = self._client.realtime.calls.refer(self.call_id, target_uri=uri)
-        answer = await call_control("refer", request)
-        return answer.status

@@ -13,6 +13,9 @@ is closed as failed ("interrupted") and the model is told, so it can say so or a
 A tool service is untrusted: its reply is capped (`TOOL_REPLY_MAX_BYTES`) and parsed with a
 depth limit before anything is stored, and whatever goes wrong while asking, the run is
 closed (`tool.completed` with an error, the record `done`, a metric), never left `running`.
+
+Longer than most modules (~380 lines): the run record, its events and the runner that owns
+both are one exactly-once protocol, read best in one place.
 """
 
 from __future__ import annotations
@@ -157,6 +160,51 @@ class Publish(Protocol):
     ) -> None: ...
 
 
+# `tool.called` and `tool.completed`: one builder each, for the tools run here and the
+# built-ins alike. The message id is the run's, so an owner that publishes one again (after
+# a hand-off) is deduplicated by the stream.
+
+
+async def publish_tool_called(
+    publish: Publish, call_id: str, name: str, tool_call_id: str, arguments: str
+) -> None:
+    parsed = parse_arguments(arguments)
+    await publish(
+        EventType.TOOL_CALLED,
+        {
+            "name": name,
+            "tool_call_id": tool_call_id,
+            "arguments": parsed if parsed is not None else arguments[:1000],
+        },
+        msg_id=f"tool.called:{run_key(call_id, tool_call_id)}",
+    )
+
+
+async def publish_tool_completed(
+    publish: Publish,
+    call_id: str,
+    name: str,
+    tool_call_id: str,
+    result: ToolResult,
+    duration_ms: int,
+) -> None:
+    await publish(
+        EventType.TOOL_COMPLETED,
+        {
+            "name": name,
+            "tool_call_id": tool_call_id,
+            **result.as_dict(),
+            "duration_ms": duration_ms,
+        },
+        msg_id=f"tool.completed:{run_key(call_id, tool_call_id)}",
+    )
+
+
+def elapsed_ms(since: float) -> int:
+    """Milliseconds since `since` (a `time.time()`), never negative."""
+    return max(0, round((time.time() - since) * 1000))
+
+
 @dataclass(frozen=True)
 class ToolCallRequest:
     """One tool call the model made."""
@@ -226,16 +274,10 @@ class ToolRunner:
             revision = await self._runs.create(key, record.model_dump_json().encode())
         except KeyWrongLastSequenceError:
             return await self._existing(key, call, publish)
-        arguments = parse_arguments(call.arguments)
-        await publish(
-            EventType.TOOL_CALLED,
-            {
-                "name": call.name,
-                "tool_call_id": call.tool_call_id,
-                "arguments": arguments if arguments is not None else call.arguments[:1000],
-            },
-            msg_id=f"tool.called:{key}",
+        await publish_tool_called(
+            publish, call.call_id, call.name, call.tool_call_id, call.arguments
         )
+        arguments = parse_arguments(call.arguments)
         perf = time.perf_counter()
         result, outcome = await self._outcome(call, arguments)
         elapsed = time.perf_counter() - perf
@@ -255,15 +297,8 @@ class ToolRunner:
             stored, _ = await self._load(key)
             if stored is not None and stored.result is not None:
                 return ToolResult.from_dict(stored.result)
-        await publish(
-            EventType.TOOL_COMPLETED,
-            {
-                "name": call.name,
-                "tool_call_id": call.tool_call_id,
-                **result.as_dict(),
-                "duration_ms": duration_ms,
-            },
-            msg_id=f"tool.completed:{key}",
+        await publish_tool_completed(
+            publish, call.call_id, call.name, call.tool_call_id, result, duration_ms
         )
         return result
 
@@ -332,10 +367,8 @@ class ToolRunner:
             # It finished (or was closed) meanwhile.
             return await self._existing(key, call, publish)
         metrics.TOOL_RUNS.labels(call.name, "interrupted").inc()
-        await publish(
-            EventType.TOOL_COMPLETED,
-            {"name": call.name, "tool_call_id": call.tool_call_id, **result.as_dict()},
-            msg_id=f"tool.completed:{key}",
+        await publish_tool_completed(
+            publish, call.call_id, call.name, call.tool_call_id, result, elapsed_ms(run.started_at)
         )
         return result
 
