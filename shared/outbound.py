@@ -216,6 +216,11 @@ class OutboundCall(BaseModel):
     # The OUTBOUND stream sequence of the message whose handling claimed the current try:
     # only that message coming back (its dialler stopped) may recover the claim.
     claim_seq: int | None = None
+    # Where the current try's admission is held (the worker's book, the agent counted
+    # toward its limit): a dialler that takes over a stopped one's try hands the booking
+    # to the session job, or gives both back, rather than leaving them to lapse.
+    booking: str | None = None
+    counted_agent: str | None = None
     created_at: float = 0.0
     reason: FailReason | None = None
 

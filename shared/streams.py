@@ -23,6 +23,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError
 
 from shared.events import CALL_EVENTS_STREAM, CALL_EVENTS_SUBJECT, CALL_JOURNAL_SUBJECT
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,17 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 
 
 EVENTS_RETENTION_S = 7 * 24 * 3600.0  # default of SWITCHBOARD_EVENTS_RETENTION_S
+
+
+async def declare_configured_topology(js: JetStreamContext, settings: Settings) -> None:
+    """`declare_topology` as the settings say. Every service declares with the same values:
+    one left at a default would undo, at its start, the retention another was given."""
+    await declare_topology(
+        js,
+        replicas=settings.nats_replicas,
+        session_ack_wait_s=settings.session_ack_wait_s,
+        events_retention_s=settings.switchboard_events_retention_s,
+    )
 
 
 async def declare_topology(

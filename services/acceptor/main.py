@@ -49,7 +49,7 @@ from shared.streams import (
     SIP_CALLS_BUCKET,
     WEBHOOKS_STREAM,
     WORKER_SLOTS_BUCKET,
-    declare_topology,
+    declare_configured_topology,
 )
 
 log = logging.getLogger(__name__)
@@ -180,12 +180,7 @@ class Acceptor:
         await wait_for_nats(self.settings.nats_servers)  # says which URL it cannot reach
         nc = self._nc = await self.broker.connect()
         js = nc.jetstream()
-        await declare_topology(
-            js,
-            replicas=self.settings.nats_replicas,
-            session_ack_wait_s=self.settings.session_ack_wait_s,
-            events_retention_s=self.settings.switchboard_events_retention_s,
-        )
+        await declare_configured_topology(js, self.settings)
         self.admission = Admission(
             await admissions_bucket(js, replicas=self.settings.nats_replicas),
             await js.key_value(WORKER_SLOTS_BUCKET),

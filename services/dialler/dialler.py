@@ -134,7 +134,8 @@ class TryDialler:
                 return None
             return current.model_copy(
                 update={"state": "dialing", "tries": attempt, "dialler": self._id,
-                        "session_id": None, "claim_seq": message_seq}
+                        "session_id": None, "claim_seq": message_seq,
+                        "booking": reservation.booking, "counted_agent": reservation.agent}
             )  # fmt: skip
 
         claimed = await self._records.change(record.call_id, claim)
@@ -235,7 +236,7 @@ class TryDialler:
         booking: str | None = None,
     ) -> Outcome:
         """`booking`: the worker whose admission book holds the call, released there when
-        the call ends (unknown to a recovering dialler: the book entry then lapses)."""
+        the call ends."""
 
         def answered(current: OutboundCall) -> OutboundCall | None:
             if current.state not in ("dialing", "cancelled"):
@@ -296,14 +297,17 @@ class TryDialler:
         """A try claimed by a dialler that stopped: never dialled again."""
         agent = self._agents(record.agent)
         if record.session_id is None or agent is None or agent.outbound is None:
-            if agent is not None:
-                await self._limits.leave(agent.name, record.call_id)
+            await self._limits.leave(record.agent, record.call_id)
+            held = Reservation(
+                record.call_id, admitted=True, agent=record.counted_agent, booking=record.booking
+            )
+            await self._admission.release(held)
             await self._fail(record, "unconfirmed", {"detail": "dialler stopped mid-dial"})
             return Outcome("done", detail="unconfirmed")
         # Whether it was answered is not known (an attach replays nothing): the session
-        # worker attaches and runs it, or finds it over.
+        # worker attaches and runs it, or finds it over, and releases the booking either way.
         log.info("dial recovered from a stopped dialler", extra=fields(session=record.session_id))
-        return await self._answered(record, agent, seen=False)
+        return await self._answered(record, agent, seen=False, booking=record.booking)
 
     async def _fail(self, record: OutboundCall, reason: FailReason, data: dict[str, Any]) -> None:
         def failed(current: OutboundCall) -> OutboundCall | None:

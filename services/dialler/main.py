@@ -41,7 +41,7 @@ from shared.outbound import DIALLER_CONSUMER, OUTBOUND_CALLS_BUCKET, OUTBOUND_ST
 from shared.outbound_store import DIALLER_ACK_WAIT_S, CallRecords, TryMessage, declare_outbound
 from shared.service import run
 from shared.settings import ConfigError, Settings, load_settings, require
-from shared.streams import WORKER_SLOTS_BUCKET, declare_topology
+from shared.streams import WORKER_SLOTS_BUCKET, declare_configured_topology
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,7 @@ class Dialler:
         self._nc = nc = await connect(self.settings.nats_servers, name="switchboard-dialler")
         js = nc.jetstream()
         replicas = self.settings.nats_replicas
-        await declare_topology(
-            js, replicas=replicas, session_ack_wait_s=self.settings.session_ack_wait_s
-        )
+        await declare_configured_topology(js, self.settings)
         await declare_outbound(js, replicas=replicas)
         self._admission = Admission(
             await admissions_bucket(js, replicas=replicas), await js.key_value(WORKER_SLOTS_BUCKET)

@@ -34,7 +34,7 @@ from shared.outbound_store import declare_outbound
 from shared.postcall import declare_postcall_topology
 from shared.service import run
 from shared.settings import Settings, load_settings, require
-from shared.streams import declare_topology
+from shared.streams import declare_configured_topology
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,7 @@ class Ingress:
             try:
                 nc = await connect(self.settings.nats_servers, "switchboard-ingress", watch)
                 js = nc.jetstream()
-                await declare_topology(
-                    js,
-                    replicas=self.settings.nats_replicas,
-                    session_ack_wait_s=self.settings.session_ack_wait_s,
-                    events_retention_s=self.settings.switchboard_events_retention_s,
-                )
+                await declare_configured_topology(js, self.settings)
                 await declare_postcall_topology(
                     js,
                     replicas=self.settings.nats_replicas,

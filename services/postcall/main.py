@@ -30,7 +30,7 @@ from shared.ops import HttpServer, ops_app
 from shared.postcall import declare_postcall_topology, drop_endpoint_queue
 from shared.service import run
 from shared.settings import Settings
-from shared.streams import declare_topology
+from shared.streams import declare_configured_topology
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,7 @@ class PostCall:
         settings = self.settings
         self._nc = await connect(settings.nats_servers, name="switchboard-postcall")
         js = self._nc.jetstream()
-        await declare_topology(
-            js,
-            replicas=settings.nats_replicas,
-            session_ack_wait_s=settings.session_ack_wait_s,
-            events_retention_s=settings.switchboard_events_retention_s,
-        )
+        await declare_configured_topology(js, settings)
         await declare_postcall_topology(
             js,
             replicas=settings.nats_replicas,

@@ -46,7 +46,7 @@ from shared.streams import (
     SESSION_CONSUMER,
     SESSIONS_STREAM,
     WORKER_SLOTS_BUCKET,
-    declare_topology,
+    declare_configured_topology,
 )
 
 log = logging.getLogger(__name__)
@@ -116,12 +116,7 @@ class SessionWorker:
             self.settings.nats_servers, f"switchboard-session-{self.worker_id}", self.watch
         )
         js = nc.jetstream()
-        await declare_topology(
-            js,
-            replicas=self.settings.nats_replicas,
-            session_ack_wait_s=self.settings.session_ack_wait_s,
-            events_retention_s=self.settings.switchboard_events_retention_s,
-        )
+        await declare_configured_topology(js, self.settings)
         self._ctx = WorkerContext(
             settings=self.settings,
             worker_id=self.worker_id,

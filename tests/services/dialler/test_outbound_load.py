@@ -4,15 +4,19 @@ leaves no request undialled or dialled twice."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
+from shared.admission import ADMISSIONS_BUCKET, live_calls
 from simulator import CallerScript
 from switchboard.nats_server import NatsServer, free_port
 from tests.services.dialler.conftest import TRUNK_PASSWORD, Outbound, agents_yaml, outbound_stack
@@ -97,6 +101,21 @@ class DiallerProcess:
             await asyncio.to_thread(self.process.wait)
 
 
+async def booked_calls(nats_server: NatsServer) -> set[str]:
+    """The calls every worker's admission book holds now."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        books = await nc.jetstream().key_value(ADMISSIONS_BUCKET)
+        held: set[str] = set()
+        for key in await books.keys():
+            entry = await books.get(key)
+            document = json.loads(entry.value or b"{}")
+            held |= set(live_calls(document, time.time()))
+        return held
+    finally:
+        await nc.close()
+
+
 async def test_a_dialler_sigkilled_mid_batch_dials_each_request_exactly_once(
     nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,6 +180,9 @@ async def test_a_dialler_killed_while_its_dial_is_unanswered_never_dials_it_agai
         (failed,) = stack.events.of_type(call_id, "call.failed")
         assert failed.data["reason"] == "unconfirmed"
         assert side.dialled("+61400000777") == 1
+        # The try's admission booking, taken by the dialler that died, was given back by
+        # the one that took over: the worker's place is free now, not in an hour.
+        assert await booked_calls(nats_server) == set()
     finally:
         await doomed.kill()
         await outbound.stop()
