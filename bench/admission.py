@@ -165,10 +165,23 @@ async def latency(code: Path, label: str, acceptors: int, rate: int, seconds: fl
         try:
             await fleet.start(acceptors=acceptors, workers=1, capacity=3000)
             await warm_up(fleet.sim)
-            row = await run_rate(fleet.sim, rate, seconds, {})
+            row = await run_rate(fleet.sim, rate, seconds, fleet.pids)
         finally:
             await fleet.stop()
     return {"code": label, "acceptors": acceptors, **row}
+
+
+def _cpu_by_role(row: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per call by kind of process (acceptors summed), and their total."""
+    roles: dict[str, float] = {}
+    for key, value in row.items():
+        if key.startswith("cpu_") and key.endswith("_ms"):
+            role = re.sub(r"\d+$", "", key[4:-3])
+            roles[role] = roles.get(role, 0.0) + value
+    return {
+        **{f"{r}_ms": round(v, 2) for r, v in roles.items()},
+        "total_ms": round(sum(roles.values()), 2),
+    }
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -176,21 +189,25 @@ async def main_async(args: argparse.Namespace) -> None:
     rate, seconds = (20, 2.0) if args.quick else (args.rate, args.seconds)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-admission-") as tmp:
-        fleet = Fleet(Path(tmp) / "store")
-        try:
-            await fleet.start(acceptors=2, workers=workers, capacity=capacity)
-            burst_row = await burst(fleet, workers * capacity, capacity)
-        finally:
-            await fleet.stop()
+        burst_row: dict[str, Any] = {}
+        if not args.latency_only:
+            fleet = Fleet(Path(tmp) / "store")
+            try:
+                await fleet.start(acceptors=2, workers=workers, capacity=capacity)
+                burst_row = await burst(fleet, workers * capacity, capacity)
+            finally:
+                await fleet.stop()
+            print(table([burst_row]))
+            print()
         baseline = checkout(args.baseline_ref, Path(tmp) / "baseline")
         rows = [
             await latency(baseline, f"today ({args.baseline_ref})", 1, rate, seconds),
-            await latency(ROOT, "exact", 2, rate, seconds),
+            *[await latency(ROOT, "exact", n, rate, seconds) for n in args.acceptors],
         ]
-    print(table([burst_row]))
-    print()
     keys = ("code", "acceptors", "rate", "calls", "accepted", "p50_ms", "p99_ms", "max_ms")
     print(table([{k: row[k] for k in keys} for row in rows]))
+    print()
+    print(table([{"code": row["code"], **_cpu_by_role(row)} for row in rows]))
     today, exact = rows[0]["p99_ms"], rows[1]["p99_ms"]
     print(f"p99: exact {exact:.1f} ms vs today {today:.1f} ms ({exact / today - 1:+.0%})")
     path = save(
@@ -208,6 +225,10 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=100, help="calls per second (latency)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds at that rate")
     parser.add_argument("--baseline-ref", default="main", help="git ref of today's code")
+    parser.add_argument(
+        "--acceptors", type=int, nargs="+", default=[2], help="acceptor replicas of this code"
+    )
+    parser.add_argument("--latency-only", action="store_true", help="skip the burst")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     gc.disable()  # this process times the calls: see bench/accept.py

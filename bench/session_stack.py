@@ -25,14 +25,22 @@ from switchboard.stack import API_KEY, Stack
 
 
 class WorkerProcess:
-    def __init__(self, stack: Stack, worker_id: str, capacity: int, log_dir: Path, **env: str):
+    def __init__(
+        self,
+        stack: Stack,
+        worker_id: str,
+        capacity: int,
+        log_dir: Path,
+        module: str = "switchboard.cli",  # or bench.sdk_worker (the SDK's sideband)
+        **env: str,
+    ):
         assert stack.simulator is not None
         self.worker_id = worker_id
         self.port = free_port()
         self._log = (log_dir / f"{worker_id}.log").open("wb")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "switchboard.cli", "session",
+                sys.executable, "-m", module, "session",
                 "--capacity", str(capacity), "--metrics-port", str(self.port),
                 "--worker-id", worker_id,
             ],
@@ -43,6 +51,8 @@ class WorkerProcess:
                 "OPENAI_BASE_URL": stack.simulator.base_url,
                 "LOG_FORMAT": "text",
                 "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
+                # A benchmark's own launcher (bench.sdk_worker) is found from the checkout.
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
                 **env,
             },
             cwd=log_dir,
@@ -149,9 +159,11 @@ class Bench:
         self._nc = await self.arrivals.start(self.server.url)
         return self
 
-    async def add_worker(self, worker_id: str, capacity: int, **env: str) -> WorkerProcess:
+    async def add_worker(
+        self, worker_id: str, capacity: int, module: str = "switchboard.cli", **env: str
+    ) -> WorkerProcess:
         assert self.stack is not None
-        worker = WorkerProcess(self.stack, worker_id, capacity, self.dir, **env)
+        worker = WorkerProcess(self.stack, worker_id, capacity, self.dir, module, **env)
         self.workers.append(worker)
         await worker.wait_ready()
         admission = getattr(self.stack.acceptor, "admission", None)
