@@ -32,6 +32,10 @@ from shared import metrics
 class SdkRealtimeSideband(RealtimeSideband):
     _conn: AsyncRealtimeConnection | None = None
 
+    def __init__(self, call_id: str, settings: Any, client: Any) -> None:
+        super().__init__(call_id, settings, client)
+        self._client = client
+
     async def attach(self) -> None:
         manager = self._client.realtime.connect(
             call_id=self.call_id,
