@@ -61,8 +61,8 @@ def serve_inline(port: int) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from services.acceptor.accept_body import accept_body
     from services.ingress.webhook import WebhookVerifier
+    from shared.accept_body import accept_body
     from shared.agents import default_agent
     from shared.openai_client import call_control_client
     from shared.settings import Settings

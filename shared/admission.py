@@ -16,7 +16,7 @@ that acceptor replicas and restarts cannot overbook (KV, not memory):
 
 `until` (epoch seconds) is a safety net in both: a call whose end was never recorded
 stops counting once it cannot be alive any more (OpenAI ends every session after 60
-minutes). The reasoning for why this is exact is in `services/acceptor/admission.py`.
+minutes). The reasoning for why this is exact is in `shared/reservations.py`.
 """
 
 from __future__ import annotations

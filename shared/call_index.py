@@ -20,8 +20,8 @@ from typing import Any
 from nats.js import JetStreamContext
 from pydantic import BaseModel, Field
 
-from services.acceptor.numbers import dialled_number, to_e164, user_part
 from shared.events import CallEvent, EventType
+from shared.numbers import dialled_number, to_e164, user_part
 from shared.postcall import INDEX_STREAM, INDEX_SUBJECT
 from shared.scan import scan
 

@@ -18,12 +18,12 @@ import pytest
 from openai.types.realtime.call_refer_params import CallReferParams
 from openai.types.realtime.call_reject_params import CallRejectParams
 
-from services.acceptor.accept_body import accept_body
-from services.acceptor.agents_file import load_agents_file
 from services.session.realtime import client_event
 from services.session.sideband import Speak, ToolOutput
 from services.session.turns import CONTINUE, goodbye, greeting, idle_prompt
+from shared.accept_body import accept_body
 from shared.agents import default_agent
+from shared.agents_file import load_agents_file
 from shared.openai_shapes import (
     ShapeError,
     check_accept_body,

@@ -23,7 +23,6 @@ from nats.js.api import Header
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from services.acceptor.admission import Admission, Reservation
 from services.acceptor.call_apis import call_apis
 from services.acceptor.claims import Claim, ClaimState
 from services.acceptor.probe import SidebandProbe
@@ -35,6 +34,7 @@ from shared.call_control import call_control
 from shared.calls import IncomingCall, SessionJob
 from shared.events import CallEventPublisher, EventType
 from shared.logging import bound, fields
+from shared.reservations import Admission, Reservation
 from shared.streams import SESSION_JOB_SUBJECT, SESSIONS_STREAM
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 
 import openai
 
-from services.acceptor.accept_body import accept_body
-from services.acceptor.live_accept import live_session
+from shared.accept_body import accept_body
 from shared.agents import AgentProfile
+from shared.live_accept import live_session
 
 
 class CallApi(Protocol):

@@ -17,12 +17,12 @@ import nats.errors
 from nats.aio.client import Client
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.acceptor.directory import AgentDirectory, OverrideRefused, apply_override
-from services.acceptor.numbers import dialled_number
+from shared.agent_directory import AgentDirectory, OverrideRefused, apply_override
 from shared.agents import AgentProfile
 from shared.calls import IncomingCall, SipHeader
 from shared.limits import MAX_HOOK_REPLY_BYTES
 from shared.logging import clean, fields
+from shared.numbers import dialled_number
 from shared.untrusted import UntrustedJsonError, parse_json
 
 log = logging.getLogger(__name__)

@@ -19,17 +19,16 @@ from openai import AsyncOpenAI
 from prometheus_client import REGISTRY
 
 from services.acceptor.acceptor import CallAcceptor, redelivery_delay
-from services.acceptor.admission import Admission
-from services.acceptor.agents_file import AgentsFileError
 from services.acceptor.config import AcceptorSettings
-from services.acceptor.directory import AgentDirectory
 from services.acceptor.hook import AgentResolver
 from services.acceptor.probe import SidebandProbe
-from services.acceptor.reloader import AgentsReloader
 from services.acceptor.sip_calls import SipCalls
 from shared import metrics
 from shared.admission import admissions_bucket
+from shared.agent_directory import AgentDirectory
 from shared.agents import default_agent
+from shared.agents_file import AgentsFileError
+from shared.agents_reloader import AgentsReloader
 from shared.backlog import watch_backlog
 from shared.broker import ReconnectingBroker
 from shared.calls import IncomingCall
@@ -37,6 +36,7 @@ from shared.events import CallEventPublisher
 from shared.nats import CLIENT_OPTIONS, on_error, public_url, wait_for_nats
 from shared.openai_client import call_control_client
 from shared.ops import HttpServer, ops_app
+from shared.reservations import Admission
 from shared.service import run
 from shared.settings import ConfigError, Settings, load_settings, require
 from shared.streams import (

@@ -22,9 +22,7 @@ from typing import Any, Literal
 import openai
 from nats.js import JetStreamContext
 
-from services.acceptor.admission import Admission, Reservation
 from services.dialler.dial import Progress, Watch, create_session, hang_up
-from services.dialler.limits import OutboundLimits
 from services.dialler.policy import (
     failure_reason,
     outbound_session,
@@ -37,7 +35,9 @@ from shared.calls import SessionJob
 from shared.events import CallEventPublisher, EventType
 from shared.logging import bound, fields
 from shared.outbound import FailReason, OutboundCall
+from shared.outbound_limits import OutboundLimits
 from shared.outbound_store import CallRecords, publish_try
+from shared.reservations import Admission, Reservation
 from shared.settings import Settings
 from shared.streams import SESSION_JOB_SUBJECT, SESSIONS_STREAM
 

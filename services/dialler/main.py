@@ -24,21 +24,21 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.client import JetStreamContext
 from openai import AsyncOpenAI
 
-from services.acceptor.admission import Admission
-from services.acceptor.agents_file import AgentsFileError
-from services.acceptor.directory import AgentDirectory
-from services.acceptor.reloader import AgentsReloader
 from services.dialler.dialler import TryDialler
-from services.dialler.limits import OutboundLimits, limits_bucket
 from shared import metrics
 from shared.admission import admissions_bucket
+from shared.agent_directory import AgentDirectory
 from shared.agents import AgentProfile, default_agent
+from shared.agents_file import AgentsFileError
+from shared.agents_reloader import AgentsReloader
 from shared.events import CallEventPublisher
 from shared.nats import connect
 from shared.openai_client import call_control_client
 from shared.ops import HttpServer, ops_app
 from shared.outbound import DIALLER_CONSUMER, OUTBOUND_CALLS_BUCKET, OUTBOUND_STREAM
+from shared.outbound_limits import OutboundLimits, limits_bucket
 from shared.outbound_store import DIALLER_ACK_WAIT_S, CallRecords, TryMessage, declare_outbound
+from shared.reservations import Admission
 from shared.service import run
 from shared.settings import ConfigError, Settings, load_settings, require
 from shared.streams import WORKER_SLOTS_BUCKET, declare_configured_topology

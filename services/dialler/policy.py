@@ -1,6 +1,6 @@
-"""The dialler's decisions, without I/O: the cap, the rate, the window, the retry, what
-OpenAI's failure codes mean, and the body of a dial. Each is a function of plain values
-so that the KV side only applies them by compare-and-set (services/dialler/limits.py)."""
+"""The dialler's decisions, without I/O: the window, the retry, what OpenAI's failure codes
+mean, and the body of a dial. (The cap and the rate, which the session worker also
+touches, are in shared/outbound_limits.py.)"""
 
 from __future__ import annotations
 
@@ -11,60 +11,11 @@ from zoneinfo import ZoneInfo
 
 from openai.types.live.media_session_config_param import MediaSessionConfigParam
 
-from services.acceptor.accept_body import tool_definitions
+from shared.accept_body import tool_definitions
 from shared.agents import AgentProfile
 from shared.live_agent import voice_param
 from shared.outbound import CallingWindow, FailReason, RetryPolicy
 from shared.sdk_types import check_params
-
-Document = dict[str, Any]
-# A place in the cap is kept at most this long after it was taken, even if its end was
-# never recorded (a dial's ring time plus the longest call OpenAI allows, and a margin).
-PLACE_HOLD_S = 3600.0 + 600.0 + 120.0
-
-
-# -- the cap: outbound calls dialling or live, across replicas ----------------------------
-
-
-def places(document: Document | None, now: float) -> dict[str, float]:
-    calls = (document or {}).get("calls", {})
-    return {call_id: until for call_id, until in calls.items() if until > now}
-
-
-def take_place(
-    document: Document | None, call_id: str, now: float, cap: int
-) -> tuple[Document | None, bool]:
-    """Count `call_id` among the agent's outbound calls if fewer than `cap` are; a call
-    already counted (a redelivered request) keeps its place without a write."""
-    held = places(document, now)
-    if call_id in held:
-        return None, True
-    if len(held) >= cap:
-        return None, False
-    held[call_id] = now + PLACE_HOLD_S
-    return {"calls": held}, True
-
-
-def leave_place(
-    document: Document | None, call_id: str, now: float
-) -> tuple[Document | None, None]:
-    if call_id not in (document or {}).get("calls", {}):
-        return None, None
-    held = places(document, now)
-    held.pop(call_id, None)
-    return {"calls": held}, None
-
-
-# -- the rate: dials per second, across replicas -------------------------------------------
-
-
-def next_dial(document: Document | None, now: float, rate_per_s: float) -> tuple[Document, float]:
-    """Book the next dial time: never sooner than 1/rate after the last one booked. Returns
-    the new document and when this dial may go (now, or later)."""
-    last = float((document or {}).get("next", 0.0))
-    at = max(now, last)
-    return {"next": at + 1.0 / rate_per_s}, at
-
 
 # -- the window ----------------------------------------------------------------------------
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from services.acceptor.agents_file import AgentsFileError
-from services.acceptor.directory import AgentDirectory
-from services.acceptor.reloader import AgentsReloader
+from shared.agent_directory import AgentDirectory
 from shared.agents import AgentProfile, default_agent
+from shared.agents_file import AgentsFileError
+from shared.agents_reloader import AgentsReloader
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from services.dialler.limits import release_place
 from services.session import lease as leases
 from services.session.control import CallControl
 from services.session.conversation import Conversation, Handoff
@@ -40,6 +39,7 @@ from shared.admission import release_call
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher, EndReason, EventType
 from shared.logging import bind, fields
+from shared.outbound_limits import release_place
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -611,7 +611,7 @@ def test_agents_file_is_mounted_and_valid(production: list[dict[str, Any]], tmp_
     text = config_map["data"][Path(path).name]
     assert yaml.safe_load(text)["agents"]
     # The acceptor's own loader, which refuses a bad file at start-up.
-    agents_file = pytest.importorskip("services.acceptor.agents_file")
+    agents_file = pytest.importorskip("shared.agents_file")
     from shared.agents import default_agent
     from shared.settings import Settings
 

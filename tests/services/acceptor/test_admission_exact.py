@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.acceptor.admission import Admission
 from services.acceptor.main import Acceptor
+from shared.reservations import Admission
 from simulator import CallerScript, SimulatedCall
 from switchboard.nats_server import NatsServer
 from tests.stack import Stack

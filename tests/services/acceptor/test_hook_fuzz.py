@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from services.acceptor.directory import AgentDirectory
 from services.acceptor.hook import RESOLVE_SUBJECT, AgentResolver
+from shared.agent_directory import AgentDirectory
 from shared.agents import AgentProfile
 from shared.calls import IncomingCall, SipHeader
 from shared.limits import MAX_HOOK_REPLY_BYTES

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from nats.js.api import Header
 
-from services.acceptor.live_accept import live_session
 from shared.calls import IncomingCall, SessionJob, SipHeader
+from shared.live_accept import live_session
 from shared.streams import (
     INCOMING_CALL_SUBJECT,
     LIVE_INCOMING_CALL_SUBJECT,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.acceptor.directory import AgentDirectory, OverrideRefused, apply_override
 from services.acceptor.hook import ResolveReply, apply_reply, resolve_request
+from shared.agent_directory import AgentDirectory, OverrideRefused, apply_override
 from shared.agents import AgentLimits, AgentProfile
 from shared.calls import IncomingCall, SipHeader
 

@@ -10,20 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.acceptor.agents_file import AgentsFileError, parse_agents
 from services.dialler.policy import (
     failure_reason,
-    leave_place,
-    next_dial,
     outbound_session,
-    places,
     retry_delay,
     sip_transport,
-    take_place,
     window_opens,
 )
 from shared.agents import AgentProfile
+from shared.agents_file import AgentsFileError, parse_agents
 from shared.outbound import CallingWindow, RetryPolicy, provider_url_problem
+from shared.outbound_limits import leave_place, next_dial, places, take_place
 from tests.services.dialler.conftest import agents_yaml
 
 DEFAULT = AgentProfile(name="default", model="gpt-realtime-2.1", voice="marin",

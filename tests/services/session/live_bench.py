@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import httpx
 
-from services.acceptor.live_accept import live_session
 from shared.agents import AgentProfile, BuiltinTool, FunctionTool
 from shared.calls import SessionJob
+from shared.live_accept import live_session
 from shared.streams import SESSION_JOB_SUBJECT, SESSIONS_STREAM
 from simulator import CallerScript, Faults
 from simulator.live import LiveSession

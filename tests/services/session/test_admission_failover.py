@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from services.acceptor.admission import Admission
+from shared.reservations import Admission
 from simulator import CallerScript
 from tests.services.acceptor.test_admission_exact import decisions, reasons
 from tests.services.session.conftest import Workers, wait_attached_by

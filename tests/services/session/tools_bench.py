@@ -12,8 +12,8 @@ import httpx
 import nats
 from nats.aio.client import Client
 
-from services.acceptor.accept_body import accept_body
 from services.session.worker import SessionWorker
+from shared.accept_body import accept_body
 from shared.agents import AgentProfile
 from shared.calls import SessionJob
 from shared.settings import Settings

@@ -4,15 +4,6 @@ from __future__ import annotations
 
 import random
 
-from services.acceptor.admission import admit_call
-from services.acceptor.capacity import (
-    Liveness,
-    WorkerReport,
-    free_by_reports,
-    liveness,
-    order_to_try,
-    standing,
-)
 from shared.admission import (
     book_call,
     book_worker,
@@ -23,6 +14,15 @@ from shared.admission import (
     without_call,
 )
 from shared.agents import AgentProfile
+from shared.capacity import (
+    Liveness,
+    WorkerReport,
+    free_by_reports,
+    liveness,
+    order_to_try,
+    standing,
+)
+from shared.reservations import admit_call
 
 NOW = 1_800_000_000.0
 MONO = 1000.0

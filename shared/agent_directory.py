@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.acceptor.numbers import dialled_number
 from shared.agents import AgentProfile, live_default_agent
+from shared.numbers import dialled_number
 
 # What a hook reply may override on the profile it picked; the name (which the per-agent
 # call limit counts by) and the numbers stay the file's.

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from openai.types.live.session_accept_params import Session
 
-from services.acceptor.agents_file import AgentsFileError, parse_agents
-from services.acceptor.directory import OverrideRefused, apply_override
-from services.acceptor.live_accept import live_session
+from shared.agent_directory import OverrideRefused, apply_override
 from shared.agents import AgentProfile, default_agent
+from shared.agents_file import AgentsFileError, parse_agents
+from shared.live_accept import live_session
 from shared.sdk_types import check_params
 from shared.settings import Settings
 

@@ -44,9 +44,6 @@ from dataclasses import dataclass
 
 from nats.js.kv import KeyValue
 
-from services.acceptor.booking import book_steps
-from services.acceptor.capacity import Standing, free_by_reports
-from services.acceptor.view import LIMBO_S, REPORT_STALE_S, SETTLE_S, CapacityView
 from shared import metrics
 from shared.admission import (
     Document,
@@ -60,6 +57,9 @@ from shared.admission import (
     without_call,
 )
 from shared.agents import AgentProfile
+from shared.booking import book_steps
+from shared.capacity import Standing, free_by_reports
+from shared.capacity_view import LIMBO_S, REPORT_STALE_S, SETTLE_S, CapacityView
 
 log = logging.getLogger(__name__)
 

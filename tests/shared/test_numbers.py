@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.acceptor.numbers import dialled_number, to_e164
+from shared.numbers import dialled_number, to_e164
 
 
 @pytest.mark.parametrize(

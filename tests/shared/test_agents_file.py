@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.acceptor.agents_file import AgentsFileError, load_agents_file, parse_agents
 from shared.agents import AgentProfile, BuiltinTool, FunctionTool, default_agent
+from shared.agents_file import AgentsFileError, load_agents_file, parse_agents
 from shared.settings import Settings
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "agents.yaml"

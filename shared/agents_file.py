@@ -17,15 +17,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from services.acceptor.live_accept import live_session_problem
-from services.acceptor.numbers import to_e164
 from shared.agents import (
     AUDIO_FORMAT_FIELDS,
     AUDIO_FORMAT_REASON,
     DEFAULT_AGENT_NAME,
     AgentProfile,
 )
+from shared.live_accept import live_session_problem
 from shared.live_agent import refused_fields
+from shared.numbers import to_e164
 
 Path_ = tuple[str | int, ...]
 _INHERITED = ("model", "voice", "instructions", "greeting", "transcription", "tools")

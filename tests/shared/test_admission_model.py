@@ -21,8 +21,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from services.acceptor.booking import book_steps
-from services.acceptor.capacity import Standing, WorkerReport, standing
 from shared.admission import (
     BOOK_PREFIX,
     Change,
@@ -32,6 +30,8 @@ from shared.admission import (
     live_calls,
     release_steps,
 )
+from shared.booking import book_steps
+from shared.capacity import Standing, WorkerReport, standing
 
 NOW = 1_800_000_000.0  # wall clock: frozen (nothing expires in the model)
 MONO = 1000.0

@@ -13,7 +13,7 @@ from typing import Any
 
 from openai.types.live.session_accept_params import Session
 
-from services.acceptor.accept_body import tool_definitions
+from shared.accept_body import tool_definitions
 from shared.agents import AgentProfile
 from shared.live_agent import voice_param
 from shared.sdk_types import SdkTypeError, check_params

@@ -20,9 +20,9 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from services.acceptor.agents_file import AgentsFileError, load_agents_file
-from services.acceptor.directory import AgentDirectory
+from shared.agent_directory import AgentDirectory
 from shared.agents import AgentProfile
+from shared.agents_file import AgentsFileError, load_agents_file
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """How a call gets its place: the booking procedure, as steps of compare-and-set. Pure.
 
 The procedure yields `Change`s (one compare-and-set on one book each) and receives their
-results; the acceptor runs it against KV (`services/acceptor/admission.py`), the model
+results; the acceptor runs it against KV (`shared/reservations.py`), the model
 test against an in-memory store with other deciders' steps interleaved. What it reads
 between steps (`Look`) is the decider's own view, which may lag the store.
 """
@@ -12,7 +12,6 @@ import random
 from functools import partial
 from typing import Literal, Protocol
 
-from services.acceptor.capacity import Standing, order_to_try
 from shared.admission import (
     Change,
     Document,
@@ -22,6 +21,7 @@ from shared.admission import (
     move_out,
     release_steps,
 )
+from shared.capacity import Standing, order_to_try
 
 MoveIn = Literal["added", "present", "full"]
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 from nats.js.kv import KeyValue
 
-from services.acceptor.capacity import Liveness, Standing, WorkerReport, liveness, standing
 from shared.admission import BOOK_PREFIX, Document, book_worker, live_calls
+from shared.capacity import Liveness, Standing, WorkerReport, liveness, standing
 
 log = logging.getLogger(__name__)
 

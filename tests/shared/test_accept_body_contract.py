@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from services.acceptor.accept_body import accept_body
+from shared.accept_body import accept_body
 from shared.agents import SIP_REFUSED_TURN_DETECTION, AgentProfile, default_agent
 from shared.settings import Settings
 
