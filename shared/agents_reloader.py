@@ -23,6 +23,7 @@ from pathlib import Path
 from shared.agent_directory import AgentDirectory
 from shared.agents import AgentProfile
 from shared.agents_file import AgentsFileError, load_agents_file
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,4 @@ class AgentsReloader:
         if self._signal_installed:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self._signal_installed = False
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)

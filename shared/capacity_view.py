@@ -22,6 +22,7 @@ from nats.js.kv import KeyValue
 
 from shared.admission import BOOK_PREFIX, Document, book_worker, live_calls
 from shared.capacity import Liveness, Standing, WorkerReport, liveness, standing
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,7 @@ class CapacityView:
         ]
 
     async def _stop_watches(self) -> None:
-        for task in self._watches:
-            task.cancel()
-        await asyncio.gather(*self._watches, return_exceptions=True)
+        await cancel_and_wait(*self._watches)  # a KV watch may swallow one cancel
         self._watches = []
 
     async def _watch(self, name: str, kv: KeyValue, keys: str) -> None:

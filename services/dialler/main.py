@@ -42,6 +42,7 @@ from shared.reservations import Admission
 from shared.service import run
 from shared.settings import ConfigError, Settings, load_settings, require
 from shared.streams import WORKER_SLOTS_BUCKET, declare_configured_topology
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -162,14 +163,10 @@ class Dialler:
     async def stop(self) -> None:
         self._draining = True
         metrics.DRAINING.set(1)
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
+        await cancel_and_wait(self._loop)  # a fetch may swallow one cancel (shared/tasks.py)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=DRAIN_DEADLINE_S)
-            for task in set(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(*self._tasks)
         if self.reloader is not None:
             await self.reloader.stop()
         if self._admission is not None:

@@ -39,6 +39,7 @@ from shared.postcall import (
     ensure_endpoint_consumer,
     outbox_subject,
 )
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +101,8 @@ class EndpointDelivery:
     async def stop(self) -> None:
         """Stop fetching and let the attempts in flight finish (each is bounded by the
         request timeout); whatever is not acknowledged is redelivered later."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        # A fetch waits through `wait_for`, which may swallow one cancel (shared/tasks.py).
+        await cancel_and_wait(self._task)
         if self._attempts:
             await asyncio.gather(*self._attempts, return_exceptions=True)
         await self._sender.close()

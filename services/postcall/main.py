@@ -31,6 +31,7 @@ from shared.postcall import declare_postcall_topology, drop_endpoint_queue
 from shared.service import run
 from shared.settings import Settings
 from shared.streams import declare_configured_topology
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +156,7 @@ class PostCall:
         self._draining = True
         metrics.DRAINING.set(1)
         metrics.READY.set(0)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         await asyncio.gather(*(d.stop() for d in self.deliveries.values()))
         self.deliveries.clear()
         if self._nc is not None:

@@ -17,7 +17,6 @@ from typing import Any
 
 from services.session.history import OpenTool
 from services.session.sideband import Speak
-from services.session.tasks import cancel_and_wait
 from services.session.telephony import (
     PendingTransfer,
     TransferRefused,
@@ -41,6 +40,7 @@ from shared import metrics
 from shared.agents import BUILTIN_TOOL_NAMES, AgentProfile, FunctionTool
 from shared.control import ControlReply
 from shared.events import EndReason, EventType
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

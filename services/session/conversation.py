@@ -48,7 +48,6 @@ from services.session.sideband import (
     ToolCallRequested,
     ToolOutput,
 )
-from services.session.tasks import wait_a_while
 from services.session.tools import ToolRunner
 from services.session.turns import Turns, goodbye, greeting, idle_prompt
 from shared import metrics
@@ -57,6 +56,7 @@ from shared.backoff import Backoff
 from shared.calls import SessionJob
 from shared.events import EndReason, EventType
 from shared.logging import fields
+from shared.tasks import wait_a_while
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,6 @@ from services.session.conversation import Conversation, Handoff
 from services.session.journal import RETRYABLE_NATS, CallJournal
 from services.session.lease import CallLease, LeaseLost
 from services.session.sidebands import open_sideband
-from services.session.tasks import cancel_and_wait
 from services.session.tools import ToolRunner
 from shared import metrics
 from shared.admission import release_call
@@ -41,6 +40,7 @@ from shared.events import CallEventPublisher, EndReason, EventType
 from shared.logging import bind, fields
 from shared.outbound_limits import release_place
 from shared.settings import Settings
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

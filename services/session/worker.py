@@ -31,7 +31,6 @@ from pydantic import ValidationError
 from services.session.lease import CallLease
 from services.session.runner import CallRunner, RunOutcome, WorkerContext
 from services.session.slots import SlotReport, free_elsewhere, handoff_budget
-from services.session.tasks import cancel_and_wait, wait_a_while
 from services.session.tools import ToolRunner
 from shared import metrics
 from shared.admission import BookReleases
@@ -48,6 +47,7 @@ from shared.streams import (
     WORKER_SLOTS_BUCKET,
     declare_configured_topology,
 )
+from shared.tasks import cancel_and_wait, wait_a_while
 
 log = logging.getLogger(__name__)
 

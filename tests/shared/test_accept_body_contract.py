@@ -20,7 +20,7 @@ from shared.accept_body import accept_body
 from shared.agents import SIP_REFUSED_TURN_DETECTION, AgentProfile, default_agent
 from shared.settings import Settings
 
-SPEC = Path(__file__).parents[2] / "data" / "openai-realtime-sip-subset.json"
+SPEC = Path(__file__).parents[1] / "data" / "openai-realtime-sip-subset.json"
 SPEC_URI = "urn:openai-realtime-sip-subset"
 
 

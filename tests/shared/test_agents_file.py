@@ -13,7 +13,7 @@ from shared.agents import AgentProfile, BuiltinTool, FunctionTool, default_agent
 from shared.agents_file import AgentsFileError, load_agents_file, parse_agents
 from shared.settings import Settings
 
-EXAMPLE = Path(__file__).parents[3] / "examples" / "agents.yaml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "agents.yaml"
 
 
 @pytest.fixture

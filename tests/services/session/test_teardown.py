@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.session.tasks import cancel_and_wait
 from services.session.worker import SessionWorker
+from shared.tasks import cancel_and_wait
 from switchboard.nats_server import NatsServer
 from tests.services.session.conftest import STAYS_ON, until
 from tests.stack import Stack
