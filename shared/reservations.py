@@ -59,7 +59,7 @@ from shared.admission import (
 from shared.agents import AgentProfile
 from shared.booking import book_steps
 from shared.capacity import Standing, free_by_reports
-from shared.capacity_view import LIMBO_S, REPORT_STALE_S, SETTLE_S, CapacityView
+from shared.capacity_view import CapacityView
 
 log = logging.getLogger(__name__)
 
@@ -97,20 +97,11 @@ def admit_call(
 
 
 class Admission:
-    def __init__(
-        self,
-        admissions: KeyValue,
-        worker_slots: KeyValue,
-        *,
-        stale_after_s: float = REPORT_STALE_S,
-        limbo_s: float = LIMBO_S,
-        settle_s: float = SETTLE_S,
-    ) -> None:
+    def __init__(self, admissions: KeyValue, worker_slots: KeyValue, **timing: float) -> None:
+        """`timing`: the view's `stale_after_s`, `limbo_s` and `settle_s` (tests shorten
+        them; services keep `CapacityView`'s defaults)."""
         self._admissions = admissions
-        self.view = CapacityView(
-            admissions, worker_slots, stale_after_s=stale_after_s, limbo_s=limbo_s,
-            settle_s=settle_s,
-        )  # fmt: skip
+        self.view = CapacityView(admissions, worker_slots, **timing)
         self._cells: dict[str, JsonCell] = {}
 
     async def start(self) -> None:
