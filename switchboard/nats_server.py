@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sysconfig
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -32,6 +33,11 @@ def nats_server_binary() -> str:
 
 _pick = random.SystemRandom()  # not the seeded global: tests (hypothesis) reseed that one
 _handed_out: set[int] = set()  # a port given once is not given again by this process
+# Processes pick at once too (pytest-xdist workers, the dev stacks they start, those stacks'
+# children): a port one of them picked is claimed here, by creating a file, and no other
+# picks it for `_CLAIM_S`. Written by hand: no library claims ports across processes.
+_CLAIMS = Path(tempfile.gettempdir()) / "switchboard-ports"
+_CLAIM_S = 120.0
 
 
 def free_port() -> int:
@@ -40,7 +46,8 @@ def free_port() -> int:
     A port the kernel hands out for `bind(0)` comes from the same range as the source ports
     of outgoing connections, so on a busy machine one can be taken between this call and the
     service's own bind. Random ports below that range are taken only by another deliberate
-    bind, and two processes picking at once rarely meet there."""
+    bind, and a port picked here is claimed for a while against every other process that
+    picks with this function (test workers, dev stacks and their children)."""
     low, _ = _ephemeral_range()
     for _ in range(64):
         port = _pick.randrange(max(1024, low - 12_000), low)
@@ -51,12 +58,34 @@ def free_port() -> int:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        if not _claim(port):
+            continue
         _handed_out.add(port)
         return port
     with socket.socket() as sock:  # that band is full: the kernel's pick, as before
         sock.bind(("127.0.0.1", 0))
         chosen: int = sock.getsockname()[1]
         return chosen
+
+
+def _claim(port: int) -> bool:
+    """True when no process on this machine picked `port` in the last `_CLAIM_S`."""
+    path = _CLAIMS / str(port)
+    for _ in range(2):
+        try:
+            _CLAIMS.mkdir(exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return True
+        except FileExistsError:
+            try:
+                if time.time() - path.stat().st_mtime < _CLAIM_S:
+                    return False
+                path.unlink()  # an old claim: free again (one process wins the new one)
+            except FileNotFoundError:
+                pass
+        except OSError:
+            return True  # no claims possible here (read-only temp dir): the bind test alone
+    return False
 
 
 def _ephemeral_range() -> tuple[int, int]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,17 @@ def test_free_port_never_hands_out_the_same_port_twice() -> None:
     """Two servers given ports in one breath must not be given the same one."""
     ports = [free_port() for _ in range(300)]
     assert len(set(ports)) == len(ports)
+
+
+def test_two_processes_picking_at_once_never_get_the_same_port() -> None:
+    """pytest-xdist workers and the dev stacks they start pick ports at the same time."""
+    script = (
+        "from switchboard.nats_server import free_port\nprint([free_port() for _ in range(300)])"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    mine = {free_port() for _ in range(300)}
+    theirs = set(ast.literal_eval(other.communicate(timeout=60)[0]))
+    assert len(theirs) == 300 and not mine & theirs
 
 
 def test_a_server_that_cannot_bind_says_why(tmp_path: Path) -> None:
