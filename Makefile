@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/switchboard dev --calls $(or $(CALLS),3) $(ARGS)
 
-# Three test processes on two cores: most tests wait on sockets and child processes, so the
-# suite takes about 6 minutes instead of 13 (`pytest` alone runs one process, as usual).
+# Two test processes, one per core: most tests wait on sockets and child processes, so the
+# suite takes about 7.5 minutes instead of 13 (`pytest` alone runs one process, as usual).
 test: $(STAMP)
-	$(BIN)/pytest -q -n 3 --dist worksteal
+	$(BIN)/pytest -q -n 2 --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
