@@ -99,6 +99,7 @@ class Stack:
     workers: int = 1
     capacity: int = 20
     settings_overrides: dict[str, Any] = field(default_factory=dict)
+    ring_s: float = 15.0  # how long a simulated caller rings before the call is missed
 
     def __post_init__(self) -> None:
         self.events = EventLog()
@@ -136,7 +137,7 @@ class Stack:
         await self.ingress.wait_connected()
         self.simulator = Simulator(
             API_KEY, self.secret, self.webhook_url, faults=self.faults,
-            webhook_retry_base_s=0.2,
+            webhook_retry_base_s=0.2, accept_window_s=self.ring_s,
         )  # fmt: skip
         await self.simulator.start()
         self.acceptor = Acceptor(self.settings(), metrics_port=0, host="127.0.0.1")

@@ -109,6 +109,7 @@ async def test_killing_a_node_loses_no_acknowledged_webhook_and_accepts_once(
     stack = Stack(
         survivor.url,
         capacity=CALLS,  # admission never says "busy": every call must be accepted
+        ring_s=30.0,  # the caller rings longer than the accept deadline below
         settings_overrides={
             "nats_url": nats_cluster.nats_url,
             "nats_replicas": 3,
@@ -122,7 +123,6 @@ async def test_killing_a_node_loses_no_acknowledged_webhook_and_accepts_once(
     await stack.start()
     try:
         assert stack.simulator is not None
-        stack.simulator.accept_window_s = 30.0  # the caller rings longer than that deadline
         calls = await place_and_kill(stack, nats_cluster, victim)
         try:
             await stack.simulator.wait_all_ended(timeout=45)

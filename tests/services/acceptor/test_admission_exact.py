@@ -33,14 +33,10 @@ DEADLINE_S = 30.0
 
 
 async def admission_stack(nats_url: str, workers: int, capacity: int, **overrides: object) -> Stack:
-    stack = Stack(
-        nats_url, workers=workers, capacity=capacity,
+    return await Stack(
+        nats_url, workers=workers, capacity=capacity, ring_s=DEADLINE_S + 10,
         settings_overrides={"accept_deadline_s": DEADLINE_S, **overrides},
-    )  # fmt: skip
-    await stack.start()
-    assert stack.simulator is not None
-    stack.simulator.accept_window_s = DEADLINE_S + 10
-    return stack
+    ).start()  # fmt: skip
 
 
 # Stays on the line, silent, until the test hangs up for it.
