@@ -35,11 +35,11 @@ from nats.js.errors import (
     BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
 )
 from nats.js.kv import KeyValue
 
 from shared.agents import OPENAI_SESSION_CAP_S, AgentProfile
+from shared.kv_keys import live_keys
 
 log = logging.getLogger(__name__)
 
@@ -263,14 +263,10 @@ async def unbook(kv: KeyValue, call_id: str, worker: str) -> bool:
     return await run_steps(release_steps(call_id, worker, time.time), lambda key: JsonCell(kv, key))
 
 
-async def find_booking(kv: KeyValue, call_id: str) -> str | None:
+async def find_booking(js: JetStreamContext, kv: KeyValue, call_id: str) -> str | None:
     """The worker whose book holds the call, by reading every book (a rare path: a job
     made before bookings were named in it)."""
-    try:
-        keys = await kv.keys()
-    except NoKeysError:
-        return None
-    for key in keys:
+    for key in await live_keys(js, ADMISSIONS_BUCKET):
         worker = book_worker(key)
         if worker is None:
             continue
@@ -308,7 +304,7 @@ class BookReleases:
             if self._kv is None:
                 self._kv = await self._js.key_value(ADMISSIONS_BUCKET)
             if worker is None:
-                worker = await find_booking(self._kv, call_id)
+                worker = await find_booking(self._js, self._kv, call_id)
                 if worker is None:
                     return
             await run_steps(release_steps(call_id, worker, time.time), self._cell)

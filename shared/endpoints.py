@@ -21,10 +21,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
+from shared.kv_keys import live_keys
 from shared.postcall import ENDPOINTS_BUCKET
 
 EVENT_TYPE = re.compile(r"^(\*|[a-z][a-z_]*(\.[a-z][a-z_]*)*)$")
@@ -135,12 +136,13 @@ def now_utc() -> datetime:
 class EndpointStore:
     """The `webhook_endpoints` bucket, read and written whole entries at a time."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, kv: KeyValue) -> None:
+        self._js = js
         self._kv = kv
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> EndpointStore:
-        return cls(await js.key_value(ENDPOINTS_BUCKET))
+        return cls(js, await js.key_value(ENDPOINTS_BUCKET))
 
     async def put(self, endpoint: Endpoint) -> None:
         await self._kv.put(endpoint.id, endpoint.to_json())
@@ -157,11 +159,7 @@ class EndpointStore:
         return Endpoint.model_validate_json(entry.value)
 
     async def all(self) -> list[Endpoint]:
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            return []
-        found = [await self.get(key) for key in sorted(keys)]
+        found = [await self.get(key) for key in await live_keys(self._js, ENDPOINTS_BUCKET)]
         return [endpoint for endpoint in found if endpoint is not None]
 
     async def delete(self, endpoint_id: str) -> None:

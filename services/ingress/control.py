@@ -24,7 +24,7 @@ from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -35,6 +35,7 @@ from shared import metrics
 from shared.control import ControlCommand, ControlReply, control_subject
 from shared.events import CALL_EVENTS_STREAM, journal_subject
 from shared.ids import is_call_id
+from shared.kv_keys import live_keys
 from shared.leases import LeaseValue
 from shared.streams import CALL_LEASES_BUCKET
 
@@ -84,13 +85,8 @@ class ControlApi:
         nc = self._nc()
         if nc is None or not nc.is_connected:
             return _answer("list", 503, {"error": "not connected"})
-        leases = await nc.jetstream().key_value(CALL_LEASES_BUCKET)
-        try:
-            keys = await leases.keys()
-        except NoKeysError:
-            keys = []
         calls = []
-        for call_id in sorted(keys):
+        for call_id in await live_keys(nc.jetstream(), CALL_LEASES_BUCKET):
             call = await self._lease(nc, call_id)
             if call is not None:
                 calls.append(call.model_dump(exclude_none=True))

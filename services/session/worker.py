@@ -24,7 +24,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import Header
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
@@ -36,6 +36,7 @@ from shared import metrics
 from shared.admission import BookReleases
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher
+from shared.kv_keys import live_keys
 from shared.logging import bind
 from shared.nats import ConnectionWatch, connect
 from shared.openai_client import call_control_client
@@ -250,12 +251,9 @@ class SessionWorker:
 
     async def _slot_reports(self) -> list[SlotReport]:
         assert self._slots is not None
-        try:
-            keys = await self._slots.keys()
-        except NoKeysError:
-            return []
+        assert self._ctx is not None
         reports = []
-        for key in keys:
+        for key in await live_keys(self._ctx.js, WORKER_SLOTS_BUCKET):
             try:
                 entry = await self._slots.get(key)
             except KeyNotFoundError:

@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 import nats.aio.msg
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
-from nats.js.errors import NoKeysError
 from pydantic import ValidationError
 
 from services.ingress.console import history
 from services.ingress.console.board import Board, CallSummary
 from shared import metrics
 from shared.events import CALL_EVENTS_SUBJECT, CallEvent
+from shared.kv_keys import live_keys
 from shared.streams import CALL_LEASES_BUCKET
 
 log = logging.getLogger(__name__)
@@ -140,10 +140,7 @@ class ConsoleFeed:
         """Live calls older than the replayed tail: their first events and their lease."""
         js = nc.jetstream()
         leases = await js.key_value(CALL_LEASES_BUCKET)
-        try:
-            keys = await leases.keys()
-        except NoKeysError:
-            return
+        keys = await live_keys(js, CALL_LEASES_BUCKET)
         limit = asyncio.Semaphore(HYDRATE_CONCURRENCY)
 
         async def one(call_id: str) -> None:
