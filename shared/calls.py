@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, Field
 
 from shared.agents import AgentProfile
+from shared.events import CallEvent
 from shared.live_agent import Api
 from shared.outbound import Direction
 from shared.text import strip_invisible
@@ -64,6 +65,10 @@ class SessionJob(BaseModel):
     # worker's first publish needs no read of the journal. A hint only: a stale one is
     # caught by the journal's optimistic concurrency.
     events_tail: tuple[int, int] | None = None
+    # The `call.accepted` the job was made with (the event at `events_tail`). A worker that
+    # alone writes the call's events after it builds the report from them and this one,
+    # instead of reading the journal back (services/session/journal.py). None: read back.
+    accepted_event: CallEvent | None = None
     # Outbound calls (services/dialler): our `out_…` call id differs from OpenAI's `live_…`
     # session id; the request's context reaches the agent and its tools.
     direction: Direction = "inbound"

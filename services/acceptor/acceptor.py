@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import openai
 from nats.js import JetStreamContext
@@ -32,7 +32,7 @@ from shared.agents import AgentProfile
 from shared.backoff import Backoff
 from shared.call_control import call_control
 from shared.calls import IncomingCall, SessionJob
-from shared.events import CallEventPublisher, EventType
+from shared.events import CallEvent, CallEventPublisher, EventType
 from shared.logging import bound, fields
 from shared.reservations import Admission, Reservation
 from shared.streams import SESSION_JOB_SUBJECT, SESSIONS_STREAM
@@ -58,6 +58,7 @@ REDELIVERY = Backoff(first_s=0.1, max_s=1.0)
 # `call.rejected` reason of a call refused because it waited too long to be decided in time.
 OVERLOADED = "overloaded"
 
+T = TypeVar("T")
 AgentResolverFn = Callable[[IncomingCall], Awaitable[AgentProfile]]
 
 
@@ -216,7 +217,7 @@ class CallAcceptor:
     ) -> None:
         """`call.accepted` and the session job; both carry msg ids, so redoing them after a
         failure (here, or on a redelivery) never doubles them."""
-        await _until_written(
+        accepted = await _until_written(
             lambda: self._publish(
                 call, EventType.CALL_ACCEPTED, {"agent": agent.name, "api": call.api}, "accepted"
             )
@@ -225,8 +226,9 @@ class CallAcceptor:
             call_id=call.call_id,
             agent=agent,
             received_at=call.received_at,
-            accepted_at=datetime.now(UTC),
+            accepted_at=accepted.ts if accepted is not None else datetime.now(UTC),
             events_tail=self._events.tail(call.call_id),
+            accepted_event=accepted,  # None when published before (a resumed decision)
             booking=booking,
         )
         await _until_written(
@@ -315,8 +317,9 @@ class CallAcceptor:
 
     async def _publish(
         self, call: IncomingCall, type: EventType, data: dict[str, Any], key: str
-    ) -> None:
-        await self._events.publish(call.call_id, type, data, msg_id=f"{key}:{call.call_id}")
+    ) -> CallEvent | None:
+        """The event as stored; None when it was stored before (a resumed decision)."""
+        return await self._events.publish(call.call_id, type, data, msg_id=f"{key}:{call.call_id}")
 
 
 def _claim_value(call: IncomingCall, state: ClaimState, agent: AgentProfile | None = None) -> bytes:
@@ -328,17 +331,17 @@ def redelivery_delay(delivery: int) -> float:
     return REDELIVERY.delay(delivery - 1)
 
 
-async def _until_written(write: Callable[[], Awaitable[Any]]) -> None:
+async def _until_written(write: Callable[[], Awaitable[T]]) -> T:
     """Retry a JetStream write after an accept (a leader election takes seconds); past
     `WRITE_RETRY_S`, raise: the webhook is redelivered and resumes from the claim."""
     give_up = time.monotonic() + WRITE_RETRY_S
     for attempt in itertools.count():
         try:
-            await write()
-            return
+            return await write()
         except Exception as error:
             backoff = WRITE_BACKOFF.delay(attempt)
             if time.monotonic() + backoff > give_up:
                 raise
             log.warning("write after accept failed (%s), retrying", type(error).__name__)
             await asyncio.sleep(backoff)
+    raise AssertionError("unreachable")  # itertools.count() never ends

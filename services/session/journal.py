@@ -6,6 +6,12 @@ nowhere else). Once the lease lapses, `LeaseLost`: the call and its events are t
 owner's. The journal also says what the call's past holds for a new owner (history) and
 writes its last words (`call.ended`, `call.report`), built from the events themselves so
 they are complete across workers.
+
+Reading a call's events back costs nats-server a consumer per call, so the report is built
+from memory when that is exact: the worker took the call on its job's first delivery, the
+job carried the acceptor's `call.accepted`, and each event this worker published was
+numbered right after the one before (the publisher's optimistic concurrency renumbers an
+event that another writer got ahead of, which breaks the chain). Anything else reads back.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from services.session.lease import CallLease, LeaseLost
 from services.session.report import build_report
 from services.session.sideband import AgentTranscript, CallerTranscript, Dtmf
 from shared.backoff import Backoff
-from shared.events import CallEventPublisher, EventType, read_call_events
+from shared.events import CallEvent, CallEventPublisher, EventType, read_call_events
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,9 @@ class CallJournal:
         self._events = events
         self._lease = lease
         self.call_id = lease.call_id
+        # The call's events from `call.accepted` on while this worker alone wrote them (see
+        # the module's docstring); None: the report reads them back.
+        self._written: list[CallEvent] | None = None
 
     async def publish(
         self, type: EventType, data: dict[str, Any], *, msg_id: str | None = None
@@ -71,18 +80,36 @@ class CallJournal:
             if not self._lease.held():
                 raise LeaseLost(self.call_id)
             try:
-                await self._events.publish(self.call_id, type, data, msg_id=msg_id)
-                return
+                event = await self._events.publish(self.call_id, type, data, msg_id=msg_id)
             except RETRYABLE_NATS as error:
                 log.warning("event publish failed (%s), retrying", error.__class__.__name__)
                 await asyncio.sleep(PUBLISH_RETRY.delay(attempt))
+                continue
+            self._remember(event)
+            return
 
-    async def history(self, delivery: int, tail: tuple[int, int] | None) -> CallHistory:
+    def _remember(self, event: CallEvent | None) -> None:
+        written = self._written
+        if written is None:
+            return
+        if event is None or event.seq != written[-1].seq + 1:
+            # A retry of a publish that had landed (its event unknown here), or another
+            # writer's event between ours: only the journal knows the whole call now.
+            self._written = None
+        else:
+            written.append(event)
+
+    async def history(
+        self, delivery: int, tail: tuple[int, int] | None, accepted: CallEvent | None = None
+    ) -> CallHistory:
         """What earlier owners did; on the job's first delivery nobody had the call before,
-        and the acceptor said where its events stand (`tail`), so nothing is read."""
+        and the acceptor said where its events stand (`tail`, and `accepted`, the event
+        there), so nothing is read."""
         if delivery <= 1:
             if tail is not None:
                 self._events.prime(self.call_id, *tail)
+                if accepted is not None and accepted.seq == tail[1]:
+                    self._written = [accepted]
             return CallHistory()
         events = await read_call_events(self._js, self.call_id)
         if not self._lease.held():
@@ -96,7 +123,9 @@ class CallJournal:
             await self.publish(
                 EventType.CALL_ENDED, {"reason": reason}, msg_id=f"ended:{self.call_id}"
             )
-        events = await read_call_events(self._js, self.call_id)
+        events = self._written
+        if events is None:
+            events = await read_call_events(self._js, self.call_id)
         if not any(e.type == EventType.CALL_REPORT for e in events):
             await self.publish(
                 EventType.CALL_REPORT,

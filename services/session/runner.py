@@ -91,6 +91,8 @@ class CallRunner:
 
     async def run(self) -> RunOutcome:
         bind(call_id=self.call_id, worker=self.ctx.worker_id)
+        if self.delivery <= 1:
+            self.lease.attempt = 1  # nobody had the call before: the lease names it at once
         try:
             taken = await leases.take(self.lease, self.msg, lambda: self.talk.handing_off)
         except RETRYABLE_NATS as error:
@@ -102,20 +104,24 @@ class CallRunner:
         if not taken:
             return await self._not_ours()
         try:
-            history = await self.journal.history(self.delivery, self.job.events_tail)
+            history = await self.journal.history(
+                self.delivery, self.job.events_tail, self.job.accepted_event
+            )
         except LeaseLost:
             return self._after_lease_lost()
         if history.ended_reason is not None:
             # A previous owner ended the call but died before its ack: finish its paperwork.
             return await self._finish(history.ended_reason, already_ended=True)
-        self.attempt = self.lease.attempt = self.talk.attempt = history.next_attempt
-        try:
+        if history.next_attempt != self.lease.attempt:
             # The lease was created before the history told the attempt: name it now,
             # before `session.attached`, so `GET /calls` agrees with the events.
-            with contextlib.suppress(*RETRYABLE_NATS):  # else the heartbeat names it
-                await self.lease.renew()
-        except LeaseLost:
-            return self._after_lease_lost()
+            self.lease.attempt = history.next_attempt
+            try:
+                with contextlib.suppress(*RETRYABLE_NATS):  # else the heartbeat names it
+                    await self.lease.renew()
+            except LeaseLost:
+                return self._after_lease_lost()
+        self.attempt = self.talk.attempt = history.next_attempt
         self.talk.greeted = history.greeted
         # The model never asks again for a tool call an earlier owner left unanswered.
         self.talk.actions.resume(history.open_tools)
