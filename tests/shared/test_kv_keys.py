@@ -58,9 +58,7 @@ async def test_more_keys_than_one_fetch_all_come_back_sorted(nc: Client, kv: Key
     assert await consumers(nc) == 0
 
 
-async def test_asked_a_thousand_times_it_answers_a_thousand_times(
-    nc: Client, kv: KeyValue
-) -> None:
+async def test_asked_a_thousand_times_it_answers_a_thousand_times(nc: Client, kv: KeyValue) -> None:
     """What a dashboard polling `GET /calls` does; `kv.keys()` went wrong within 500."""
     for key in ("a", "b", "c"):
         await kv.put(key, b"1")
