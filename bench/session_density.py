@@ -6,6 +6,9 @@ GPT-Live calls (`--api live`) carry reflected audio besides: both directions at 
 rate (24 kHz PCM16, ~64 KB/s of base64 each way, in 100 ms frames), which the worker must
 drop unparsed. `--api both` measures Realtime and GPT-Live in the same run, side by side.
 
+The ingress and the acceptor run as processes of their own, as deployed (`--accept-path
+in-process` puts them in this process, beside the simulator, as before 2026-12-02).
+
     .venv/bin/python -m bench.session_density            # 2,000 Realtime calls
     .venv/bin/python -m bench.session_density --quick    # 100 calls, a short window
     .venv/bin/python -m bench.session_density --api both --calls 500
@@ -21,7 +24,7 @@ import time
 from collections import Counter
 
 from bench.machine import save, table
-from bench.session_stack import Bench, histogram_quantile
+from bench.session_stack import AcceptPath, Bench, histogram_quantile
 from simulator import CallerScript
 
 RATE = 5.0  # sideband events per second per call
@@ -56,6 +59,7 @@ async def run(
     window_s: float,
     api: str = "realtime",
     sideband: str = "websockets",
+    accept_path: AcceptPath = "processes",
 ) -> dict:
     # The simulator stands in for OpenAI, whose sideband does not stall and then burst. Here
     # it shares a heap with the ingress, the acceptor and every event seen, and a full
@@ -64,13 +68,13 @@ async def run(
     # generator runs without the cyclic garbage collector; the worker keeps its own.
     gc.disable()
     try:
-        return await _run(calls, ramp_rate, window_s, api, sideband)
+        return await _run(calls, ramp_rate, window_s, api, sideband, accept_path)
     finally:
         gc.enable()
 
 
 async def _place(bench: Bench, script: CallerScript, calls: int, rate: float, api: str) -> list:
-    simulator = bench.stack.simulator  # type: ignore[union-attr]
+    simulator = bench.simulator
     assert simulator is not None
     if api == "realtime":
         return await simulator.place_calls(script, calls, rate)
@@ -84,9 +88,11 @@ async def _place(bench: Bench, script: CallerScript, calls: int, rate: float, ap
     return placed
 
 
-async def _run(calls: int, ramp_rate: float, window_s: float, api: str, sideband: str) -> dict:
-    async with Bench(LIVE_AGENTS if api == "live" else None) as bench:
-        assert bench.stack is not None and bench.stack.simulator is not None
+async def _run(
+    calls: int, ramp_rate: float, window_s: float, api: str, sideband: str, accept_path: AcceptPath
+) -> dict:
+    async with Bench(LIVE_AGENTS if api == "live" else None, accept_path) as bench:
+        assert bench.simulator is not None
         # Exact admission (issue 13): as many places as calls, no headroom.
         worker = await bench.add_worker("dense", calls, SIDEBAND_MODULES[sideband])
         idle_rss = worker.rss_kib()
@@ -123,6 +129,7 @@ async def _run(calls: int, ramp_rate: float, window_s: float, api: str, sideband
         return {
             "api": api,
             "sideband": sideband,
+            "accept_path": accept_path,
             "calls": calls,
             **{kind: outcomes.get(kind, 0) for kind in OUTCOMES},
             "live_at_end_of_window": live,
@@ -171,13 +178,21 @@ def main() -> None:
         default="websockets",
         help="Realtime's sideband as shipped, on the openai SDK's connection, or both",
     )
+    parser.add_argument(
+        "--accept-path",
+        choices=("processes", "in-process"),
+        default="processes",
+        help="ingress and acceptor as processes of their own (as deployed) or in this one",
+    )
     args = parser.parse_args()
     calls = args.calls or (100 if args.quick else 2000)
     window = args.window or (10.0 if args.quick else 30.0)
     apis = ("realtime", "live") if args.api == "both" else (args.api,)
     kinds = ("websockets", "sdk") if args.sideband == "both" else (args.sideband,)
     results = [
-        asyncio.run(run(calls, args.ramp_rate, window, api, kind)) for api in apis for kind in kinds
+        asyncio.run(run(calls, args.ramp_rate, window, api, kind, args.accept_path))
+        for api in apis
+        for kind in kinds
     ]
     print(table(results))
     print("saved", save("session_density", {"quick": args.quick, "results": results}))

@@ -1,6 +1,7 @@
-"""What the session benchmarks share: a real nats-server, the in-process ingress, acceptor
-and simulator (`switchboard.stack.Stack`), and session workers as real `switchboard session`
-processes that a benchmark can SIGKILL or SIGTERM and whose RSS it can read."""
+"""What the session benchmarks share: a real nats-server, the ingress and the acceptor (in the
+benchmark's process, `switchboard.stack.Stack`, or as processes of their own, as deployed),
+the simulator, and session workers as real `switchboard session` processes that a
+benchmark can SIGKILL or SIGTERM and whose RSS it can read."""
 
 from __future__ import annotations
 
@@ -13,28 +14,34 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import nats
 
+from bench.accept import WEBHOOK_PATH, _secret, process, switchboard, wait_http
 from shared.events import CallEvent
+from simulator import Simulator
 from switchboard.nats_server import NatsServer, free_port
 from switchboard.stack import API_KEY, Stack
+
+AcceptPath = Literal["in-process", "processes"]
 
 
 class WorkerProcess:
     def __init__(
         self,
-        stack: Stack,
+        nats_url: str,
+        openai_base_url: str,
         worker_id: str,
         capacity: int,
         log_dir: Path,
         module: str = "switchboard.cli",  # or bench.sdk_worker (the SDK's sideband)
         **env: str,
     ):
-        assert stack.simulator is not None
         self.worker_id = worker_id
         self.port = free_port()
         self._log = (log_dir / f"{worker_id}.log").open("wb")
@@ -46,9 +53,9 @@ class WorkerProcess:
             ],
             env={
                 **os.environ,
-                "NATS_URL": stack.nats_url,
+                "NATS_URL": nats_url,
                 "OPENAI_API_KEY": API_KEY,
-                "OPENAI_BASE_URL": stack.simulator.base_url,
+                "OPENAI_BASE_URL": openai_base_url,
                 "LOG_FORMAT": "text",
                 "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
                 # A benchmark's own launcher (bench.sdk_worker) is found from the checkout.
@@ -137,36 +144,77 @@ class Arrivals:
 
 
 class Bench:
-    """nats-server + in-process stack + worker processes, torn down on exit."""
+    """nats-server + ingress and acceptor + simulator + worker processes, torn down on exit.
 
-    def __init__(self, agents_yaml: str | None = None) -> None:
+    `accept_path="processes"` runs the ingress and the acceptor as processes of their own,
+    as deployed; in-process (the default) they share the benchmark's process, and its CPU
+    with the simulator, which at thousands of calls starves them."""
+
+    def __init__(
+        self, agents_yaml: str | None = None, accept_path: AcceptPath = "in-process"
+    ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
         self.agents_yaml = agents_yaml
+        self.accept_path = accept_path
         self.server = NatsServer(self.dir / "nats")
         self.stack: Stack | None = None
+        self.simulator: Simulator | None = None
         self.workers: list[WorkerProcess] = []
         self.arrivals = Arrivals()
+        self.accept_pids: dict[str, int] = {}  # ingress and acceptor, when processes
+        self._services = ExitStack()
         self._nc: nats.aio.client.Client | None = None
 
     async def __aenter__(self) -> Bench:
         self.server.start()
-        overrides = {}
+        agents: Path | None = None
         if self.agents_yaml is not None:
             agents = self.dir / "agents.yaml"
             agents.write_text(self.agents_yaml)
-            overrides["switchboard_agents_file"] = agents
-        self.stack = await Stack(self.server.url, workers=0, settings_overrides=overrides).start()
+        if self.accept_path == "processes":
+            await self._start_accept_processes(agents)
+        else:
+            overrides = {} if agents is None else {"switchboard_agents_file": agents}
+            self.stack = Stack(self.server.url, workers=0, settings_overrides=overrides)
+            await self.stack.start()
+            self.simulator = self.stack.simulator
         self._nc = await self.arrivals.start(self.server.url)
         return self
+
+    async def _start_accept_processes(self, agents: Path | None) -> None:
+        secret, port, metrics_port = _secret(), free_port(), free_port()
+        self.simulator = Simulator(API_KEY, secret, f"http://127.0.0.1:{port}{WEBHOOK_PATH}")
+        await self.simulator.start()
+        env = {
+            "NATS_URL": self.server.url,
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_WEBHOOK_SECRET": secret,
+            "OPENAI_BASE_URL": self.simulator.base_url,
+            "LOG_LEVEL": "WARNING",
+            **({"SWITCHBOARD_AGENTS_FILE": str(agents)} if agents is not None else {}),
+        }
+        for name, args in (
+            ("ingress", ["ingress", "--host", "127.0.0.1", "--port", str(port)]),
+            ("acceptor", ["acceptor", "--metrics-port", str(metrics_port)]),
+        ):
+            proc = self._services.enter_context(process([*switchboard(), *args], env, name))
+            self.accept_pids[name] = proc.pid
+        for ready in (port, metrics_port):
+            await wait_http(f"http://127.0.0.1:{ready}/readyz", timeout=60)
 
     async def add_worker(
         self, worker_id: str, capacity: int, module: str = "switchboard.cli", **env: str
     ) -> WorkerProcess:
-        assert self.stack is not None
-        worker = WorkerProcess(self.stack, worker_id, capacity, self.dir, module, **env)
+        assert self.simulator is not None
+        worker = WorkerProcess(
+            self.server.url, self.simulator.base_url, worker_id, capacity, self.dir, module,
+            **env,
+        )  # fmt: skip
         self.workers.append(worker)
         await worker.wait_ready()
-        admission = getattr(self.stack.acceptor, "admission", None)
+        # In-process, wait until the acceptor counts the worker's places. As processes the
+        # acceptor waits for a sure view itself (a call never meets "unknown" as "full").
+        admission = getattr(self.stack.acceptor if self.stack else None, "admission", None)
         if admission is not None:
             await admission.wait_for_free(lambda free: free >= capacity, timeout=30)
         return worker
@@ -178,6 +226,9 @@ class Bench:
             await self._nc.close()
         if self.stack is not None:
             await self.stack.stop()
+        self._services.close()
+        if self.stack is None and self.simulator is not None:
+            await self.simulator.stop()
         self.server.kill()
 
 

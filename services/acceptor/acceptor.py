@@ -9,13 +9,12 @@ while the call can still be answered, then hand the call to the session workers.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import openai
 from nats.js import JetStreamContext
@@ -26,6 +25,7 @@ from nats.js.kv import KeyValue
 from services.acceptor.call_apis import call_apis
 from services.acceptor.claims import Claim, ClaimState
 from services.acceptor.probe import SidebandProbe
+from services.acceptor.retries import until_written
 from services.acceptor.sip_calls import Choice, SipCalls
 from shared import metrics
 from shared.agents import AgentProfile
@@ -45,20 +45,11 @@ CALL_CONTROL_RETRY = Backoff(first_s=0.1, max_s=2.0)
 # whether it went through.
 PROBE_PERIOD_S = 0.25
 PROBE_GRACE_S = 3.0
-# How long the writes after a successful accept are retried in place before giving the
-# webhook back for redelivery.
-WRITE_RETRY_S = 20.0
-WRITE_BACKOFF = Backoff(first_s=0.05, max_s=1.0)
 # Never start a call-control request with less time than this left before the deadline.
 MIN_REQUEST_S = 0.05
-# A webhook whose handling failed (JetStream refusing writes while a leader is elected, say)
-# comes back after this delay, doubling per delivery up to the cap. Redelivered at once, it
-# spent all of its deliveries in a few milliseconds and the call was lost.
-REDELIVERY = Backoff(first_s=0.1, max_s=1.0)
 # `call.rejected` reason of a call refused because it waited too long to be decided in time.
 OVERLOADED = "overloaded"
 
-T = TypeVar("T")
 AgentResolverFn = Callable[[IncomingCall], Awaitable[AgentProfile]]
 
 
@@ -131,15 +122,22 @@ class CallAcceptor:
             return outcome
 
     async def _handle(self, call: IncomingCall) -> AcceptOutcome:
-        claim = await self._claim(call)
-        if claim is None:
+        claimed = await self._claim(call)
+        if claimed is None:
             return AcceptOutcome("duplicate")
+        claim, resumed = claimed
         if claim.state == "accepted" and claim.agent is not None:
             # OpenAI accepted this call before a write failed: finish the paperwork only.
-            agent = claim.agent
-            await self._hand_to_workers(call, agent, self._admission.booking_of(call.call_id))
-            await self._claims.put(call.call_id, _claim_value(call, "done"))
-            return AcceptOutcome("accepted", "resumed after a failed write")
+            return await self._finish_accepted(call, claim.agent, "resumed after a failed write")
+        if resumed and await self._accepted_before(call):
+            # An earlier handling's accept went through and the write saying so never landed
+            # (JetStream refused writes for longer than we retried): accepting again would
+            # answer the call twice.
+            agent = await self._resolve_agent(call)
+            await until_written(
+                lambda: self._claims.put(call.call_id, _claim_value(call, "accepted", agent))
+            )
+            return await self._finish_accepted(call, agent, "confirmed by the sideband")
         deadline = call.received_at.timestamp() + self._deadline_s
         if time.time() >= deadline:
             await self._publish(call, EventType.CALL_MISSED, {"reason": "deadline"}, "missed")
@@ -173,6 +171,24 @@ class CallAcceptor:
         await self._claims.put(call.call_id, _claim_value(call, "done"))
         return outcome
 
+    async def _finish_accepted(
+        self, call: IncomingCall, agent: AgentProfile, detail: str
+    ) -> AcceptOutcome:
+        await self._hand_to_workers(call, agent, self._admission.booking_of(call.call_id))
+        await self._claims.put(call.call_id, _claim_value(call, "done"))
+        return AcceptOutcome("accepted", detail)
+
+    async def _accepted_before(self, call: IncomingCall) -> bool:
+        """Whether OpenAI holds the call accepted already, for a webhook whose earlier
+        handling was interrupted before its claim said. Raises when the sideband cannot
+        tell (the webhook comes back later): guessing either way loses or doubles a call."""
+        if self._probe is None:
+            return False
+        accepted = await self._probe.is_accepted(call.call_id, timeout=1.0, api=call.api)
+        if accepted is None:
+            raise RuntimeError("cannot tell whether an earlier accept went through")
+        return accepted
+
     async def _choose_api(self, call: IncomingCall, agent: AgentProfile) -> Choice:
         """Whether this webhook's API answers the call (services/acceptor/sip_calls.py)."""
         if self._sip_calls is None:
@@ -193,7 +209,7 @@ class CallAcceptor:
         if result.kind == "ok":
             metrics.WEBHOOK_TO_ACCEPT_SECONDS.observe(time.time() - call.received_at.timestamp())
             # From here the call is answered: it must reach a worker, whatever fails next.
-            await _until_written(
+            await until_written(
                 lambda: self._claims.put(call.call_id, _claim_value(call, "accepted", agent))
             )
             await self._hand_to_workers(call, agent, reservation.booking)
@@ -217,7 +233,7 @@ class CallAcceptor:
     ) -> None:
         """`call.accepted` and the session job; both carry msg ids, so redoing them after a
         failure (here, or on a redelivery) never doubles them."""
-        accepted = await _until_written(
+        accepted = await until_written(
             lambda: self._publish(
                 call, EventType.CALL_ACCEPTED, {"agent": agent.name, "api": call.api}, "accepted"
             )
@@ -231,7 +247,7 @@ class CallAcceptor:
             accepted_event=accepted,  # None when published before (a resumed decision)
             booking=booking,
         )
-        await _until_written(
+        await until_written(
             lambda: self._js.publish(
                 SESSION_JOB_SUBJECT,
                 job.model_dump_json().encode(),
@@ -302,18 +318,21 @@ class CallAcceptor:
             await asyncio.sleep(PROBE_PERIOD_S)
         return _Result("unknown", "accept timed out and never showed")
 
-    async def _claim(self, call: IncomingCall) -> Claim | None:
-        """The claim this delivery works under: a first claim, or the redelivery of the very
-        webhook whose handling was interrupted (`accepting`: nothing was accepted yet;
-        `accepted`: OpenAI accepted, the rest was not done); None for a duplicate."""
+    async def _claim(self, call: IncomingCall) -> tuple[Claim, bool] | None:
+        """The claim this delivery works under, and whether it resumes one: a first claim,
+        or the redelivery of the very webhook whose handling was interrupted (`accepting`:
+        no accept is on record, one may have gone out; `accepted`: OpenAI accepted, the rest
+        was not done); None for a duplicate."""
         claim = Claim(webhook_id=call.webhook_id, state="accepting")
         try:
             await self._claims.create(call.call_id, claim.encode())
-            return claim
+            return claim, False
         except KeyWrongLastSequenceError:
             entry = await self._claims.get(call.call_id)
             stored = Claim.decode(entry.value)
-            return stored if stored is not None and stored.resumable_by(call.webhook_id) else None
+            if stored is None or not stored.resumable_by(call.webhook_id):
+                return None
+            return stored, True
 
     async def _publish(
         self, call: IncomingCall, type: EventType, data: dict[str, Any], key: str
@@ -324,24 +343,3 @@ class CallAcceptor:
 
 def _claim_value(call: IncomingCall, state: ClaimState, agent: AgentProfile | None = None) -> bytes:
     return Claim(webhook_id=call.webhook_id, state=state, agent=agent).encode()
-
-
-def redelivery_delay(delivery: int) -> float:
-    """How long a webhook whose `delivery`-th handling failed waits before the next one."""
-    return REDELIVERY.delay(delivery - 1)
-
-
-async def _until_written(write: Callable[[], Awaitable[T]]) -> T:
-    """Retry a JetStream write after an accept (a leader election takes seconds); past
-    `WRITE_RETRY_S`, raise: the webhook is redelivered and resumes from the claim."""
-    give_up = time.monotonic() + WRITE_RETRY_S
-    for attempt in itertools.count():
-        try:
-            return await write()
-        except Exception as error:
-            backoff = WRITE_BACKOFF.delay(attempt)
-            if time.monotonic() + backoff > give_up:
-                raise
-            log.warning("write after accept failed (%s), retrying", type(error).__name__)
-            await asyncio.sleep(backoff)
-    raise AssertionError("unreachable")  # itertools.count() never ends

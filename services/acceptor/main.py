@@ -18,10 +18,11 @@ from nats.aio.msg import Msg
 from openai import AsyncOpenAI
 from prometheus_client import REGISTRY
 
-from services.acceptor.acceptor import CallAcceptor, redelivery_delay
+from services.acceptor.acceptor import CallAcceptor
 from services.acceptor.config import AcceptorSettings
 from services.acceptor.hook import AgentResolver
 from services.acceptor.probe import SidebandProbe
+from services.acceptor.retries import redelivery_delay
 from services.acceptor.sip_calls import SipCalls
 from shared import metrics
 from shared.admission import admissions_bucket

@@ -14,7 +14,7 @@ from __future__ import annotations
 import nats
 import pytest
 
-from services.acceptor import acceptor as acceptor_module
+from services.acceptor import retries
 from shared.events import CALL_EVENTS_STREAM
 from shared.streams import (
     ACCEPTOR_ACK_WAIT_S,
@@ -34,7 +34,7 @@ async def test_a_failed_write_after_accept_does_not_accept_again(
 ) -> None:
     # The acceptor retries a write after an accept in place for 20 s, which would outlast
     # the outage and leave the redelivery untested: it gives up after half a second here.
-    monkeypatch.setattr(acceptor_module, "WRITE_RETRY_S", 0.5)
+    monkeypatch.setattr(retries, "WRITE_RETRY_S", 0.5)
     nc = await nats.connect(nats_server.url)
     try:
         # A 3 s accept leaves the test ample time to break the stream, on a busy machine too;

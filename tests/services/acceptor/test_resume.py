@@ -1,6 +1,6 @@
 """A webhook redelivered after OpenAI accepted its call (a write failed, or the acceptor
-died) finishes the paperwork and never accepts again; one whose handling failed comes back
-after a growing delay."""
+died) finishes the paperwork and never accepts again, whether or not its claim got to say
+so; one whose handling failed comes back after a growing delay."""
 
 from __future__ import annotations
 
@@ -8,14 +8,21 @@ import json
 import secrets
 from datetime import UTC, datetime, timedelta
 
+import openai
 from nats.js.kv import KeyValue
 
-from services.acceptor.acceptor import redelivery_delay
+from services.acceptor.retries import redelivery_delay
+from shared.accept_body import accept_body
 from shared.agents import AgentProfile
 from shared.calls import IncomingCall, SessionJob, SipHeader
 from shared.streams import ACCEPTOR_MAX_DELIVER, CALL_CLAIMS_BUCKET, SESSIONS_STREAM
 from simulator import CallerScript
 from tests.services.acceptor.conftest import Rig
+from tests.stack import API_KEY
+
+SALON = AgentProfile(
+    name="salon", model="gpt-realtime-2.1", voice="marin", instructions="…", greeting="Hi"
+)
 
 
 async def test_an_accepted_claim_is_resumed_not_accepted_again(rig: Rig) -> None:
@@ -46,6 +53,56 @@ async def test_an_accepted_claim_is_resumed_not_accepted_again(rig: Rig) -> None
     stored = await js.get_last_msg(SESSIONS_STREAM, "sessions.jobs")
     job = SessionJob.model_validate_json(stored.data or b"")
     assert (job.call_id, job.agent.name) == (call.call_id, "salon")
+
+
+async def interrupted_after_the_accept(rig: Rig, *, accepted: bool) -> tuple[str, str]:
+    """(call id, webhook id) of a call whose handling stopped with its claim `accepting`,
+    after OpenAI accepted it (`accepted`) or before it asked: what a JetStream that
+    refused the claim's next write for longer than the acceptor retried it leaves."""
+    assert rig.nc is not None
+    call = await rig.simulator.place_call(CallerScript(), to="+18005551212")
+    if accepted:
+        client = openai.AsyncOpenAI(api_key=API_KEY, base_url=rig.simulator.base_url)
+        await client.realtime.calls.accept(call.call_id, **accept_body(SALON))
+        await client.close()
+    webhook_id = "wh_" + secrets.token_hex(8)
+    claims = await rig.nc.jetstream().key_value(CALL_CLAIMS_BUCKET)
+    claim = {"webhook_id": webhook_id, "state": "accepting"}
+    await claims.create(call.call_id, json.dumps(claim).encode())
+    await rig.publish(
+        IncomingCall(
+            webhook_id=webhook_id,
+            call_id=call.call_id,
+            received_at=datetime.now(UTC),
+            sip_headers=[SipHeader(name="To", value="sip:+18005551212@sip.example.com")],
+        )
+    )
+    return call.call_id, webhook_id
+
+
+async def test_a_claim_that_never_said_accepted_is_checked_before_accepting_again(
+    rig: Rig,
+) -> None:
+    await rig.workers(5)
+    call_id, _ = await interrupted_after_the_accept(rig, accepted=True)
+    call = rig.simulator.calls[call_id]
+
+    assert await rig.outcome(call) == "call.accepted"
+    assert rig.nc is not None
+    await until_claim_done(await rig.nc.jetstream().key_value(CALL_CLAIMS_BUCKET), call_id)
+
+    assert call.accept_count == 1  # the first handling's, not a second one
+    stored = await rig.nc.jetstream().get_last_msg(SESSIONS_STREAM, "sessions.jobs")
+    assert SessionJob.model_validate_json(stored.data or b"").call_id == call_id
+
+
+async def test_a_claim_interrupted_before_its_accept_is_accepted_once(rig: Rig) -> None:
+    await rig.workers(5)
+    call_id, _ = await interrupted_after_the_accept(rig, accepted=False)
+    call = rig.simulator.calls[call_id]
+
+    assert await rig.outcome(call) == "call.accepted"
+    assert call.accept_count == 1
 
 
 async def until_claim_done(claims: KeyValue, call_id: str) -> None:
