@@ -155,16 +155,29 @@ class JsonCell:
 
     The last value and revision are cached, so a change is one round trip when nobody
     else wrote in between; a lost race reloads and decides again. Changes from this
-    process are serialised by a lock instead of racing each other.
+    process are serialised by a lock instead of racing each other. A process that watches
+    the key `offer`s what it sees, which keeps the cache fresh; one that does not and knows
+    that others write between its changes reads first (`read_first`): two round trips
+    instead of a refused write, a read and a write.
     """
 
-    def __init__(self, kv: KeyValue, key: str, observer: Observer | None = None) -> None:
+    def __init__(
+        self, kv: KeyValue, key: str, observer: Observer | None = None, *, read_first: bool = False
+    ) -> None:
         self._kv = kv
         self.key = key
         self._revision: int | None = None  # None: not loaded; 0: the key does not exist
         self._document: Document | None = None
         self._lock = asyncio.Lock()
         self._observer = observer  # told every value read or written, with its revision
+        self._read_first = read_first
+
+    def offer(self, revision: int, document: Document | None) -> None:
+        """The key's value at `revision`, seen by a watch: taken when newer than the cache
+        and no change is in flight (a stale offer costs one refused write, as before)."""
+        if self._lock.locked() or revision <= (self._revision or 0):
+            return
+        self._revision, self._document = revision, document
 
     def _seen(self) -> None:
         if self._observer is not None and self._revision is not None:
@@ -187,6 +200,8 @@ class JsonCell:
     async def change(self, decide: Callable[[Document | None], tuple[Document | None, T]]) -> T:
         """Apply `decide(current) -> (new document or None for no write, result)`."""
         async with self._lock:
+            if self._read_first:
+                self._revision = None
             for _ in range(_CAS_ATTEMPTS):
                 fresh = self._revision is None
                 if fresh:
@@ -293,7 +308,8 @@ class BookReleases:
         assert self._kv is not None
         cell = self._cells.get(key)
         if cell is None:
-            cell = self._cells[key] = JsonCell(self._kv, key)
+            # Acceptors book into this worker's book between two of its releases.
+            cell = self._cells[key] = JsonCell(self._kv, key, read_first=True)
         return cell
 
     async def release(self, call_id: str, worker: str | None) -> None:

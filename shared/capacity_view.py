@@ -58,6 +58,8 @@ class CapacityView:
         self._synced: set[str] = set()  # watches that delivered their initial values
         self._synced_at: float | None = None  # monotonic; None while (re)syncing
         self.rng = random.Random()
+        # Told every book value the watch delivers (the admission's compare-and-set cells).
+        self.on_book: Callable[[str, int, Document | None], None] | None = None
 
     # -- watching --------------------------------------------------------------------------
 
@@ -102,6 +104,8 @@ class CapacityView:
                             deleted = entry.operation in ("DEL", "PURGE") or not entry.value
                             document = None if deleted else _json(entry.value)
                             self.learn(entry.key, entry.revision or 0, document)
+                            if self.on_book is not None:
+                                self.on_book(entry.key, entry.revision or 0, document)
                         self.changed.set()
                 finally:
                     with contextlib.suppress(Exception):

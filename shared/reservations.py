@@ -102,6 +102,7 @@ class Admission:
         them; services keep `CapacityView`'s defaults)."""
         self._admissions = admissions
         self.view = CapacityView(admissions, worker_slots, **timing)
+        self.view.on_book = self._offer  # the watch keeps the cells' caches fresh
         self._cells: dict[str, JsonCell] = {}
 
     async def start(self) -> None:
@@ -133,6 +134,11 @@ class Admission:
     ) -> None:
         """Wait until `predicate(standing)` holds (tests use it to see books settle)."""
         await self.view.wait(lambda: predicate(self.view.standing()), timeout)
+
+    def _offer(self, key: str, revision: int, document: Document | None) -> None:
+        cell = self._cells.get(key)
+        if cell is not None:
+            cell.offer(revision, document)
 
     def _cell(self, key: str) -> JsonCell:
         cell = self._cells.get(key)
