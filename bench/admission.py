@@ -199,16 +199,16 @@ async def main_async(args: argparse.Namespace) -> None:
                 await fleet.stop()
             print(table([burst_row]))
             print()
-        baseline = checkout(args.baseline_ref, Path(tmp) / "baseline")
-        rows = [
-            await latency(baseline, f"today ({args.baseline_ref})", 1, rate, seconds),
-            *[await latency(ROOT, "exact", n, rate, seconds) for n in args.acceptors],
-        ]
+        rows = []
+        for index, ref in enumerate(args.baseline_ref):
+            baseline = checkout(ref, Path(tmp) / f"baseline-{index}")
+            rows.append(await latency(baseline, f"today ({ref})", 1, rate, seconds))
+        rows += [await latency(ROOT, "exact", n, rate, seconds) for n in args.acceptors]
     keys = ("code", "acceptors", "rate", "calls", "accepted", "p50_ms", "p99_ms", "max_ms")
     print(table([{k: row[k] for k in keys} for row in rows]))
     print()
     print(table([{"code": row["code"], **_cpu_by_role(row)} for row in rows]))
-    today, exact = rows[0]["p99_ms"], rows[1]["p99_ms"]
+    today, exact = rows[0]["p99_ms"], rows[len(args.baseline_ref)]["p99_ms"]
     print(f"p99: exact {exact:.1f} ms vs today {today:.1f} ms ({exact / today - 1:+.0%})")
     path = save(
         "admission",
@@ -224,7 +224,9 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=250, help="slots per worker (4 workers)")
     parser.add_argument("--rate", type=int, default=100, help="calls per second (latency)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds at that rate")
-    parser.add_argument("--baseline-ref", default="main", help="git ref of today's code")
+    parser.add_argument(
+        "--baseline-ref", nargs="+", default=["main"], help="git refs of today's code (1 acceptor)"
+    )
     parser.add_argument(
         "--acceptors", type=int, nargs="+", default=[2], help="acceptor replicas of this code"
     )
