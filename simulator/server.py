@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Coroutine
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 
 from simulator import rest
 from simulator.callers import CallerScript
@@ -318,6 +318,8 @@ class Simulator:
                     await call.sideband.handle(message.data)
                 elif message.type == web.WSMsgType.BINARY:
                     await call.sockets.error("invalid_event", "Binary messages are not supported.")
+        except ClientConnectionResetError:
+            pass  # a ping answered while the socket closed: the peer is gone, as it meant
         finally:
             call.detach(ws)
         return ws
