@@ -11,6 +11,9 @@
    `bench.accept`), through one acceptor of *today's* code (`--baseline-ref`, default
    `main`, run from a `git archive` of that commit) and then through two acceptors of this
    code, on the same machine in the same run. Goal (issue 13): p99 within 10 % of today's.
+   `--baseline-ref` takes several refs; `--repeat N` runs every code N times, every other
+   round in reverse order, and prints the medians (this machine's figures drift by ±15 %
+   between runs minutes apart, so one run per code decides little).
 
 Figures on a shared or busy machine mean little: record them only on a quiet one.
 """
@@ -23,6 +26,7 @@ import contextlib
 import gc
 import logging
 import re
+import statistics
 import subprocess
 import tarfile
 import tempfile
@@ -171,6 +175,32 @@ async def latency(code: Path, label: str, acceptors: int, rate: int, seconds: fl
     return {"code": label, "acceptors": acceptors, **row}
 
 
+def _medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per code and acceptor count, the median of each figure over the rounds."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["code"], row["acceptors"]), []).append(row)
+    medians = []
+    for (code, acceptors), group in groups.items():
+        cpu = [_cpu_by_role(row) for row in group]
+        medians.append(
+            {
+                "code": code,
+                "acceptors": acceptors,
+                "rounds": len(group),
+                **{
+                    f"median_{key}": round(statistics.median(r[key] for r in group), 2)
+                    for key in ("p50_ms", "p99_ms")
+                },
+                **{
+                    f"median_{key}": round(statistics.median(c[key] for c in cpu), 2)
+                    for key in cpu[0]
+                },
+            }
+        )
+    return medians
+
+
 def _cpu_by_role(row: dict[str, Any]) -> dict[str, float]:
     """CPU ms per call by kind of process (acceptors summed), and their total."""
     roles: dict[str, float] = {}
@@ -199,16 +229,29 @@ async def main_async(args: argparse.Namespace) -> None:
                 await fleet.stop()
             print(table([burst_row]))
             print()
+        runs: list[tuple[str, Path, int]] = [
+            (f"today ({ref})", checkout(ref, Path(tmp) / f"baseline-{index}"), 1)
+            for index, ref in enumerate(args.baseline_ref)
+        ]
+        runs += [("exact", ROOT, n) for n in args.acceptors]
         rows = []
-        for index, ref in enumerate(args.baseline_ref):
-            baseline = checkout(ref, Path(tmp) / f"baseline-{index}")
-            rows.append(await latency(baseline, f"today ({ref})", 1, rate, seconds))
-        rows += [await latency(ROOT, "exact", n, rate, seconds) for n in args.acceptors]
+        for round_ in range(args.repeat):
+            # Every other round in reverse: a machine that drifts (a neighbour, the page
+            # cache) favours no code by running it first or last.
+            for label, code, acceptors in runs if round_ % 2 == 0 else runs[::-1]:
+                rows.append(await latency(code, label, acceptors, rate, seconds))
     keys = ("code", "acceptors", "rate", "calls", "accepted", "p50_ms", "p99_ms", "max_ms")
     print(table([{k: row[k] for k in keys} for row in rows]))
     print()
-    print(table([{"code": row["code"], **_cpu_by_role(row)} for row in rows]))
-    today, exact = rows[0]["p99_ms"], rows[len(args.baseline_ref)]["p99_ms"]
+    print(table([{"code": row["code"], "acceptors": row["acceptors"], **_cpu_by_role(row)}
+                 for row in rows]))  # fmt: skip
+    if args.repeat > 1:
+        print()
+        print(table(_medians(rows)))
+    today = statistics.median(r["p99_ms"] for r in rows if r["code"] == runs[0][0])
+    exact = statistics.median(
+        r["p99_ms"] for r in rows if (r["code"], r["acceptors"]) == ("exact", runs[-1][2])
+    )
     print(f"p99: exact {exact:.1f} ms vs today {today:.1f} ms ({exact / today - 1:+.0%})")
     path = save(
         "admission",
@@ -231,6 +274,9 @@ def main() -> None:
         "--acceptors", type=int, nargs="+", default=[2], help="acceptor replicas of this code"
     )
     parser.add_argument("--latency-only", action="store_true", help="skip the burst")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of the latency runs (medians shown)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     gc.disable()  # this process times the calls: see bench/accept.py
