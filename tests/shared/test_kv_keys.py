@@ -4,25 +4,14 @@ some hundreds of calls later, answers "no keys" for a bucket full of them)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 from nats.js.kv import KeyValue
 
 from shared.kv_keys import live_keys
-from switchboard.nats_server import NatsServer
 
 BUCKET = "things"
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    yield client
-    await client.close()
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ accepted event) reads back. Each case is checked against the report a read-back 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import nats
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -23,18 +21,14 @@ from services.session.report import build_report
 from shared.events import CALL_EVENTS_STREAM, CallEvent, CallEventPublisher, EventType
 from shared.events import read_call_events as read_back
 from shared.streams import CALL_LEASES_BUCKET, declare_topology
-from switchboard.nats_server import NatsServer
 
 CALL_ID = "rtc_journal_test"
 CONSUMER_CREATED = f"$JS.EVENT.ADVISORY.CONSUMER.CREATED.{CALL_EVENTS_STREAM}.>"
 
 
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
-    await declare_topology(client.jetstream())
-    yield client
-    await client.close()
+@pytest.fixture(autouse=True)
+async def topology(nc: Client) -> None:
+    await declare_topology(nc.jetstream())
 
 
 @dataclass
@@ -83,6 +77,14 @@ class ReadBacks:
         return len(self.created)
 
 
+async def read_backs_of_the_end(nc: Client, journal: CallJournal) -> int:
+    """`call.ended` and `call.report` written; how many read-backs that took."""
+    reads = ReadBacks()
+    await reads.watch(nc)
+    await journal.ended("caller_hangup")
+    return await reads.count(nc)
+
+
 async def the_report(nc: Client) -> tuple[dict[str, object], dict[str, object]]:
     """(the report published, the report of every other event as read back)."""
     events = await read_back(nc.jetstream(), CALL_ID)
@@ -101,13 +103,9 @@ async def test_a_call_only_its_worker_wrote_is_reported_without_a_read_back(nc: 
     start = await opening(nc)
     journal = await journal_of(nc)
     await journal.history(1, start.tail, start.accepted)
-    reads = ReadBacks()
-    await reads.watch(nc)
-
     await a_conversation(journal)
-    await journal.ended("caller_hangup")
 
-    assert await reads.count(nc) == 0
+    assert await read_backs_of_the_end(nc, journal) == 0
     published, from_the_journal = await the_report(nc)
     assert published == from_the_journal
     assert published["turns"] == 1 and published["attempts"] == 1
@@ -122,12 +120,7 @@ async def test_an_event_another_writer_put_between_ours_is_in_the_report(nc: Cli
     other = CallEventPublisher(nc.jetstream())
     await other.publish(CALL_ID, EventType.TRANSCRIPT_CALLER, {"text": "From elsewhere."})
     await journal.publish(EventType.TRANSCRIPT_AGENT, {"text": "Noted.", "item_id": "i3"})
-    reads = ReadBacks()
-    await reads.watch(nc)
-
-    await journal.ended("caller_hangup")
-
-    assert await reads.count(nc) == 1
+    assert await read_backs_of_the_end(nc, journal) == 1
     published, from_the_journal = await the_report(nc)
     assert published == from_the_journal
     assert "From elsewhere." in [line["text"] for line in published["transcript"]]  # type: ignore[attr-defined]
@@ -143,12 +136,7 @@ async def test_a_publish_that_had_landed_before_its_retry_reads_back(nc: Client)
     await journal.publish(
         EventType.TRANSCRIPT_CALLER, {"text": "Once.", "item_id": "i1"}, msg_id="m"
     )
-    reads = ReadBacks()
-    await reads.watch(nc)
-
-    await journal.ended("caller_hangup")
-
-    assert await reads.count(nc) == 1
+    assert await read_backs_of_the_end(nc, journal) == 1
     published, from_the_journal = await the_report(nc)
     assert published == from_the_journal
     assert published["turns"] == 1
@@ -161,11 +149,6 @@ async def test_a_job_without_the_accepted_event_reads_back(nc: Client) -> None:
     journal = await journal_of(nc)
     await journal.history(1, start.tail, None)
     await a_conversation(journal)
-    reads = ReadBacks()
-    await reads.watch(nc)
-
-    await journal.ended("caller_hangup")
-
-    assert await reads.count(nc) == 1
+    assert await read_backs_of_the_end(nc, journal) == 1
     published, from_the_journal = await the_report(nc)
     assert published == from_the_journal
