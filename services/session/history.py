@@ -44,7 +44,7 @@ class CallHistory:
         completed: set[str] = set()
         for event in events:
             if event.type == EventType.SESSION_ATTACHED:
-                attempts = max(attempts, _int(event.data.get("attempt"), 1))
+                attempts = max(attempts, as_int(event.data.get("attempt"), 1))
                 # Workers publish `greeted` after the greeting went out; an attach event
                 # without the field (an older worker) greeted on its first attempt.
                 greeted = greeted or bool(event.data.get("greeted", True))
@@ -64,7 +64,9 @@ class CallHistory:
         return cls(attempts, greeted, ended_reason, open_tools)
 
 
-def _int(value: object, default: int) -> int:
+def as_int(value: object, default: int) -> int:
+    """An event's number as written, or `default` when it is not one (events are read back
+    from a stream any writer can reach)."""
     if not isinstance(value, int | float | str):
         return default
     try:

@@ -28,7 +28,7 @@ from nats.js.errors import NoStreamResponseError
 
 from services.session.history import CallHistory
 from services.session.lease import CallLease, LeaseLost
-from services.session.report import build_report
+from services.session.report import as_read, build_report
 from services.session.sideband import AgentTranscript, CallerTranscript, Dtmf
 from shared.backoff import Backoff
 from shared.events import CallEvent, CallEventPublisher, EventType, read_call_events
@@ -68,8 +68,10 @@ class CallJournal:
         self._lease = lease
         self.call_id = lease.call_id
         # The call's events from `call.accepted` on while this worker alone wrote them (see
-        # the module's docstring); None: the report reads them back.
+        # the module's docstring), as much of each as the report reads, and the last one's
+        # `seq`; None: the report reads them back.
         self._written: list[CallEvent] | None = None
+        self._last_seq = 0
 
     async def publish(
         self, type: EventType, data: dict[str, Any], *, msg_id: str | None = None
@@ -92,12 +94,15 @@ class CallJournal:
         written = self._written
         if written is None:
             return
-        if event is None or event.seq != written[-1].seq + 1:
+        if event is None or event.seq != self._last_seq + 1:
             # A retry of a publish that had landed (its event unknown here), or another
             # writer's event between ours: only the journal knows the whole call now.
             self._written = None
-        else:
-            written.append(event)
+            return
+        self._last_seq = event.seq
+        kept = as_read(event)
+        if kept is not None:
+            written.append(kept)
 
     async def history(
         self, delivery: int, tail: tuple[int, int] | None, accepted: CallEvent | None = None
@@ -109,7 +114,7 @@ class CallJournal:
             if tail is not None:
                 self._events.prime(self.call_id, *tail)
                 if accepted is not None and accepted.seq == tail[1]:
-                    self._written = [accepted]
+                    self._written, self._last_seq = [accepted], accepted.seq
             return CallHistory()
         events = await read_call_events(self._js, self.call_id)
         if not self._lease.held():

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from services.session.history import as_int
 from shared.events import CallEvent, EventType
 from shared.live_agent import Api
 from shared.outbound import Direction
@@ -52,6 +53,34 @@ class CallReport(BaseModel):
         return data
 
 
+# What `build_report` reads of each kind of event: the data keys it looks at (None: all).
+_READ: dict[str, tuple[str, ...] | None] = {
+    EventType.TRANSCRIPT_CALLER: None,
+    EventType.TRANSCRIPT_AGENT: None,
+    EventType.TOOL_COMPLETED: ("name", "tool_call_id", "duration_ms", "error"),
+    EventType.SESSION_ATTACHED: ("attempt",),
+    EventType.CALL_RECEIVED: ("api",),
+    EventType.CALL_ACCEPTED: ("api",),
+    EventType.CALL_REQUESTED: ("api",),
+    EventType.CALL_DIALING: (),
+    EventType.CALL_ANSWERED: (),
+    EventType.CALL_ENDED: (),
+    EventType.CALL_REPORT: (),
+}
+
+
+def as_read(event: CallEvent) -> CallEvent | None:
+    """The part of `event` the report reads, or None when it reads nothing of it: what a
+    worker keeps of the events it writes, to build the report without a read-back (a
+    tool's result or a model's arguments can be large; a long call writes many events)."""
+    if event.type not in _READ:
+        return None
+    keys = _READ[event.type]
+    if keys is None:
+        return event
+    return event.model_copy(update={"data": {k: v for k, v in event.data.items() if k in keys}})
+
+
 def build_report(events: list[CallEvent], end_reason: str) -> CallReport:
     transcript: list[TranscriptLine] = []
     tools: list[ToolSummary] = []
@@ -76,14 +105,14 @@ def build_report(events: list[CallEvent], end_reason: str) -> CallReport:
             duration = event.data.get("duration_ms")
             tools.append(
                 ToolSummary(
-                    name=event.data.get("name"),
-                    tool_call_id=event.data.get("tool_call_id"),
+                    name=_text(event.data.get("name")),
+                    tool_call_id=_text(event.data.get("tool_call_id")),
                     ok="error" not in event.data,
                     duration_ms=duration if isinstance(duration, int) else None,
                 )
             )
         elif event.type == EventType.SESSION_ATTACHED:
-            attempts = max(attempts, int(event.data.get("attempt", 1)))
+            attempts = max(attempts, as_int(event.data.get("attempt"), 1))
         elif event.type in (
             EventType.CALL_RECEIVED, EventType.CALL_ACCEPTED, EventType.CALL_REQUESTED,
         ):  # fmt: skip
@@ -105,3 +134,9 @@ def build_report(events: list[CallEvent], end_reason: str) -> CallReport:
         direction="outbound" if outbound else "inbound",
         tries=max(dials, 1) if outbound else 1,
     )
+
+
+def _text(value: object) -> str | None:
+    """A string field of an event, or None when it is not a string (events are read back
+    from a stream any writer can reach, and a report that cannot be built ends no call)."""
+    return value if isinstance(value, str) else None

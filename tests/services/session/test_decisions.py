@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from services.session.guards import CallGuards, GuardAction
 from services.session.history import CallHistory, OpenTool
-from services.session.report import build_report
+from services.session.report import as_read, build_report
 from services.session.slots import SlotReport, free_elsewhere, handoff_budget
-from shared.events import CallEvent
+from shared.events import CallEvent, EventType
 
 # -- guards -------------------------------------------------------------------------------
 
@@ -128,3 +131,30 @@ def test_the_report_spans_every_attempt() -> None:
     assert [line["text"] for line in report["transcript"]] == ["Hello", "Hi", "Bye"]
     assert report["duration_s"] == 6.0
     assert report["end_reason"] == "caller_hangup"
+
+
+# What a worker keeps of the events it writes is enough for the report: whatever the call
+# held (large tool results and arguments, failed transcriptions, DTMF, re-attaches).
+_ANY_DATA = st.dictionaries(
+    st.sampled_from(["text", "name", "tool_call_id", "duration_ms", "error", "attempt",
+                     "api", "failed", "arguments", "result", "digit", "item_id"]),
+    st.one_of(st.text(max_size=20), st.integers(-5, 5000), st.booleans(),
+              st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2)),
+    max_size=5,
+)  # fmt: skip
+
+
+@given(
+    middle=st.lists(st.tuples(st.sampled_from([t.value for t in EventType]), _ANY_DATA),
+                    max_size=25),
+    api=st.sampled_from(["realtime", "live"]),
+)  # fmt: skip
+def test_the_report_of_what_a_worker_keeps_is_the_report_of_the_events(
+    middle: list[tuple[str, dict[str, object]]], api: str
+) -> None:
+    kinds = [("call.accepted", {"agent": "salon", "api": api}), *middle]
+    kinds.append(("call.ended", {"reason": "caller_hangup"}))
+    events = [_event(seq, kind, **data) for seq, (kind, data) in enumerate(kinds, start=1)]
+    kept = [k for k in (as_read(e) for e in events) if k is not None]
+
+    assert build_report(kept, "caller_hangup") == build_report(events, "caller_hangup")
