@@ -295,9 +295,9 @@ async def find_booking(js: JetStreamContext, kv: KeyValue, call_id: str) -> str 
 
 
 class BookReleases:
-    """A session worker's releases of bookings. Its cells are cached and serialised per
-    book, so calls ending at once (a rolling restart's hang-ups) queue on one round trip
-    each instead of racing each other's compare-and-set on the same book."""
+    """A session worker's releases of bookings. Its cells are serialised per book, so calls
+    ending at once (a rolling restart's hang-ups) queue on a read and a write each instead
+    of racing each other's compare-and-set on the same book."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js

@@ -25,6 +25,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -86,8 +87,9 @@ class ControlApi:
         if nc is None or not nc.is_connected:
             return _answer("list", 503, {"error": "not connected"})
         calls = []
+        leases = await _leases(nc)  # one bucket lookup for the whole list
         for call_id in await live_keys(nc.jetstream(), CALL_LEASES_BUCKET):
-            call = await self._lease(nc, call_id)
+            call = await _lease(leases, call_id)
             if call is not None:
                 calls.append(call.model_dump(exclude_none=True))
         return _answer("list", 200, {"calls": calls})
@@ -101,7 +103,7 @@ class ControlApi:
         nc = self._nc()
         if nc is None or not nc.is_connected:
             return _answer("get", 503, {"error": "not connected"})
-        call = await self._lease(nc, request.path_params["call_id"])
+        call = await _lease(await _leases(nc), request.path_params["call_id"])
         if call is None:
             return _answer("get", 404, {"error": "no such live call"})
         try:
@@ -174,7 +176,7 @@ class ControlApi:
         nc = self._nc()
         if nc is None or not nc.is_connected:
             return _answer(action, 503, {"error": "not connected"})
-        if await self._lease(nc, call_id) is None:
+        if await _lease(await _leases(nc), call_id) is None:
             return _answer(action, 404, {"error": "no such live call"})
         payload = ControlCommand.model_validate(command).model_dump_json().encode()
         try:
@@ -192,18 +194,22 @@ class ControlApi:
             return _answer(action, 200, body)
         return _answer(action, 422 if reply.status == "refused" else 502, body)
 
-    async def _lease(self, nc: Client, call_id: str) -> LiveCall | None:
-        if not is_call_id(call_id):  # a key KV would refuse (or another bucket's)
-            return None
-        leases = await nc.jetstream().key_value(CALL_LEASES_BUCKET)
-        try:
-            entry = await leases.get(call_id)
-        except (KeyNotFoundError, KeyDeletedError):
-            return None
-        value = LeaseValue.decode(entry.value)
-        if value is None:
-            return None
-        return LiveCall(call_id=call_id, worker=value.worker, attempt=value.attempt)
+
+async def _leases(nc: Client) -> KeyValue:
+    return await nc.jetstream().key_value(CALL_LEASES_BUCKET)
+
+
+async def _lease(leases: KeyValue, call_id: str) -> LiveCall | None:
+    if not is_call_id(call_id):  # a key KV would refuse (or another bucket's)
+        return None
+    try:
+        entry = await leases.get(call_id)
+    except (KeyNotFoundError, KeyDeletedError):
+        return None
+    value = LeaseValue.decode(entry.value)
+    if value is None:
+        return None
+    return LiveCall(call_id=call_id, worker=value.worker, attempt=value.attempt)
 
 
 def _answer(
