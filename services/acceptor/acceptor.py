@@ -1,8 +1,8 @@
 """One incoming call → at most one accept, fast, or an honest reject/miss.
 
-The whole decision for one call, readable top to bottom: check the deadline, claim the
-call id (a KV create, so replicas and redeliveries cannot accept twice), pick the agent,
-admit it (a session slot and the agent's limit, reserved in KV), accept with retries only
+The whole decision for one call, readable top to bottom: claim the call id (a KV create,
+so replicas and redeliveries cannot accept twice) while the agent is picked, check the
+deadline, admit it (a session slot and the agent's limit, reserved in KV), accept with retries only
 while the call can still be answered, then hand the call to the session workers.
 """
 
@@ -122,21 +122,19 @@ class CallAcceptor:
             return outcome
 
     async def _handle(self, call: IncomingCall) -> AcceptOutcome:
-        claimed = await self._claim(call)
+        # The agent is asked for while the claim is written: the two requests share one
+        # socket write and one wait (a duplicate's agent is then asked for in vain).
+        claimed, agent = await asyncio.gather(self._claim(call), self._resolve_agent(call))
         if claimed is None:
             return AcceptOutcome("duplicate")
         claim, resumed = claimed
         if claim.state == "accepted" and claim.agent is not None:
-            # OpenAI accepted this call before a write failed: finish the paperwork only.
+            # An earlier version's claim: OpenAI accepted, the paperwork may be unfinished.
             return await self._finish_accepted(call, claim.agent, "resumed after a failed write")
         if resumed and await self._accepted_before(call):
-            # An earlier handling's accept went through and the write saying so never landed
-            # (JetStream refused writes for longer than we retried): accepting again would
-            # answer the call twice.
-            agent = await self._resolve_agent(call)
-            await until_written(
-                lambda: self._claims.put(call.call_id, _claim_value(call, "accepted", agent))
-            )
+            # An earlier handling's accept went through and it stopped before the hand-off
+            # was done (it died, or JetStream refused writes for longer than we retried):
+            # accepting again would answer the call twice.
             return await self._finish_accepted(call, agent, "confirmed by the sideband")
         deadline = call.received_at.timestamp() + self._deadline_s
         if time.time() >= deadline:
@@ -146,7 +144,6 @@ class CallAcceptor:
         if call.received_stream_seq:
             self._events.prime(call.call_id, call.received_stream_seq, 1)
 
-        agent = await self._resolve_agent(call)
         choice = await self._choose_api(call, agent)
         if not choice.answers:
             # The other API's webhook of this SIP call answers it: this one is on record.
@@ -209,9 +206,8 @@ class CallAcceptor:
         if result.kind == "ok":
             metrics.WEBHOOK_TO_ACCEPT_SECONDS.observe(time.time() - call.received_at.timestamp())
             # From here the call is answered: it must reach a worker, whatever fails next.
-            await until_written(
-                lambda: self._claims.put(call.call_id, _claim_value(call, "accepted", agent))
-            )
+            # No claim write says so: a handling cut short before the hand-off leaves the
+            # claim `accepting`, and its redelivery asks the sideband (`_accepted_before`).
             await self._hand_to_workers(call, agent, reservation.booking)
             return AcceptOutcome("accepted", result.detail)
         # No call came of it: give the slot and the agent's place back.
@@ -341,5 +337,5 @@ class CallAcceptor:
         return await self._events.publish(call.call_id, type, data, msg_id=f"{key}:{call.call_id}")
 
 
-def _claim_value(call: IncomingCall, state: ClaimState, agent: AgentProfile | None = None) -> bytes:
-    return Claim(webhook_id=call.webhook_id, state=state, agent=agent).encode()
+def _claim_value(call: IncomingCall, state: ClaimState) -> bytes:
+    return Claim(webhook_id=call.webhook_id, state=state).encode()

@@ -1,10 +1,14 @@
 """The claim of one call id in KV `call_claims`: created once (so one accept per call,
 across replicas and redeliveries), then moved along as the decision progresses.
 
-`accepting`: the webhook is being decided and nothing was accepted yet; `accepted`:
-OpenAI accepted it (with `agent`), the hand-off to the workers may be unfinished;
-`done`: decided. A redelivery of the very webhook resumes from `accepting`/`accepted`;
-any other delivery for the call is a duplicate.
+`accepting`: the webhook is being decided (an accept may have gone out: a redelivery that
+finds it asks the call's sideband before accepting, `CallAcceptor._accepted_before`);
+`done`: decided and, if accepted, handed to the workers. A redelivery of the very webhook
+resumes from `accepting`; any other delivery for the call is a duplicate.
+
+`accepted` (with `agent`: OpenAI accepted, the hand-off may be unfinished) is no longer
+written: it cost every accepted call a write that the sideband's answer makes redundant.
+Claims that say it, written before, are still finished by their redelivery.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ ClaimState = Literal["accepting", "accepted", "done"]
 class Claim(BaseModel):
     webhook_id: str
     state: ClaimState
-    agent: AgentProfile | None = None  # set once accepted
+    agent: AgentProfile | None = None  # in an `accepted` claim
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()

@@ -34,7 +34,7 @@ from services.session.lease import CallLease, LeaseLost
 from services.session.sidebands import open_sideband
 from services.session.tools import ToolRunner
 from shared import metrics
-from shared.admission import release_call
+from shared.admission import BookReleases, release_call
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher, EndReason, EventType
 from shared.logging import bind, fields
@@ -64,6 +64,7 @@ class WorkerContext:
     events: CallEventPublisher
     openai_client: openai.AsyncOpenAI
     tools: ToolRunner  # one per worker: runs each tool call once, whichever worker asks
+    bookings: BookReleases  # gives an ended call's admission booking back
 
 
 class CallRunner:
@@ -192,12 +193,19 @@ class CallRunner:
             await self.journal.ended(reason, already=already_ended)
         except LeaseLost:
             return self._after_lease_lost()
-        await release_call(self.ctx.js, self.call_id, self.job.agent)  # agent limit
-        if self.job.direction == "outbound":  # its place in the agent's outbound cap
-            await release_place(self.ctx.js, self.job.agent.name, self.call_id)
         if self.lease.held():
             await self.msg.ack()
-        await self.lease.release()
+        # What the call held is given back at once: independent writes that share a socket
+        # write and one wait. Its booking goes before the worker reports the slot free, so
+        # the books never show less than the truth.
+        releases = [
+            self.lease.release(),
+            self.ctx.bookings.release(self.call_id, self.job.booking),
+            release_call(self.ctx.js, self.call_id, self.job.agent),  # the agent's limit
+        ]
+        if self.job.direction == "outbound":  # its place in the agent's outbound cap
+            releases.append(release_place(self.ctx.js, self.job.agent.name, self.call_id))
+        await asyncio.gather(*releases)
         self.journal.forget()
         log.info("call ended", extra=fields(reason=reason, attempt=self.attempt))
         return RunOutcome.ENDED

@@ -77,7 +77,6 @@ class SessionWorker:
         self._ctx: WorkerContext | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._slots: KeyValue | None = None
-        self._bookings: BookReleases | None = None
         self._free = asyncio.Semaphore(capacity)
         self._runners: dict[str, CallRunner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,9 +128,9 @@ class SessionWorker:
             tools=await ToolRunner.for_worker(
                 nc, self.worker_id, self.settings.tool_reply_max_bytes
             ),
+            bookings=BookReleases(js),
         )
         self._slots = await js.key_value(WORKER_SLOTS_BUCKET)
-        self._bookings = BookReleases(js)
         self._sub = await js.pull_subscribe_bind(durable=SESSION_CONSUMER, stream=SESSIONS_STREAM)
         self._reporter = asyncio.create_task(self._report_slots())
         self._claimer = asyncio.create_task(self._claim_loop())
@@ -182,11 +181,7 @@ class SessionWorker:
             runner = CallRunner(job, message, self._ctx)
             self._runners[call_id] = runner
             self._calls_changed()
-            outcome = await runner.run()
-            if outcome == RunOutcome.ENDED:
-                # Before this slot is reported free: the books never show less than the truth.
-                assert self._bookings is not None
-                await self._bookings.release(call_id, job.booking)
+            outcome = await runner.run()  # an ended call's booking is released by then
             if call_id in self._handed_off:
                 if outcome == RunOutcome.HANDED_OFF:
                     self._handed_off[call_id] = time.monotonic()  # confirm from the nak on

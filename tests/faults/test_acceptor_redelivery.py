@@ -57,7 +57,8 @@ async def fail_events_during_first_accept(nc: nats.aio.client.Client, stack: Sta
     await js.delete_stream(CALL_EVENTS_STREAM)
     await call.wait_until(lambda c: c.accept_count == 1, timeout=15)
     # The handler gave up and the webhook came back (the first delivery and a redelivery),
-    # while the events stream is still missing: the redelivery found the claim `accepted`.
+    # while the events stream is still missing: the redelivery found the claim `accepting`
+    # and asked the call's sideband, which says it is accepted.
     await deliveries(js, WEBHOOKS_STREAM, ACCEPTOR_CONSUMER, times=2)
     ack_wait = stack.settings().session_ack_wait_s
     await declare_topology(js, replicas=1, session_ack_wait_s=ack_wait)
