@@ -105,6 +105,28 @@ async def test_a_claim_interrupted_before_its_accept_is_accepted_once(rig: Rig) 
     assert call.accept_count == 1
 
 
+async def test_an_accepted_call_s_claim_says_accepting_then_done_and_nothing_between(
+    rig: Rig,
+) -> None:
+    """One claim write after the create: the crash between the accept and the hand-off is
+    covered by the sideband question above, not by a write every call pays for."""
+    await rig.workers(5)
+    assert rig.nc is not None
+    claims = await rig.nc.jetstream().key_value(CALL_CLAIMS_BUCKET)
+    watcher = await claims.watchall()  # the bucket keeps one value per key: watch them come
+    try:
+        call = await rig.ring(to="+18005551212")
+        assert await rig.outcome(call) == "call.accepted"
+        states: list[str] = []
+        while "done" not in states:
+            entry = await watcher.updates(timeout=10)
+            if entry is not None and entry.key == call.call_id and entry.value:
+                states.append(json.loads(entry.value)["state"])
+    finally:
+        await watcher.stop()
+    assert states == ["accepting", "done"]
+
+
 async def until_claim_done(claims: KeyValue, call_id: str) -> None:
     watcher = await claims.watch(call_id)
     try:
