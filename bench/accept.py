@@ -24,6 +24,7 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -123,6 +124,24 @@ def process(
                 log.seek(0)
                 tail = log.read()[-2000:].decode(errors="replace").strip() or "(no output)"
                 print(f"[{name}] exited {proc.returncode}: {tail}", file=sys.stderr)
+
+
+async def metric(port: int, name: str) -> float:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else float("nan")
+
+
+async def until_idle(port: int, timeout: float = 20.0) -> None:
+    """Until the session worker on metrics `port` holds no call: one stopped with a live
+    call drains it, which needs the simulated OpenAI (in this process) to go on answering,
+    while the processes are stopped with a blocking wait."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await metric(port, "switchboard_session_active_calls") <= 0:
+            return
+        await asyncio.sleep(0.2)  # polling another process's metrics, with a deadline
 
 
 async def wait_http(url: str, timeout: float = 30.0) -> None:
@@ -272,6 +291,7 @@ async def bench_pipeline(rates: list[int], seconds: float, store: Path) -> list[
             await warm_up(sim)
             for rate in rates:
                 rows.append({"path": "switchboard", **await run_rate(sim, rate, seconds, pids)})
+            await until_idle(session_metrics)
     finally:
         await sim.stop()
         server.stop()

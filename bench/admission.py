@@ -36,13 +36,12 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.accept import (
     API_KEY,
     ROOT,
     WEBHOOK_PATH,
     _secret,
+    metric,
     process,
     run_rate,
     switchboard,
@@ -65,13 +64,6 @@ def checkout(ref: str, into: Path) -> Path:
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into
-
-
-async def metric(port: int, name: str) -> float:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else float("nan")
 
 
 class Fleet:
@@ -125,7 +117,9 @@ class Fleet:
         self.pids[name] = proc.pid
 
     async def stop(self) -> None:
-        self.stack.close()
+        # Stopped from a thread: a worker stopped with a live call drains it, which needs
+        # the simulated OpenAI in this event loop to go on answering meanwhile.
+        await asyncio.to_thread(self.stack.close)
         await self.sim.stop()
         self.server.stop()
 
