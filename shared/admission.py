@@ -6,7 +6,7 @@ that acceptor replicas and restarts cannot overbook (KV, not memory):
 
 - `agent.<name>`: the calls an agent with `limits.max_concurrent_calls` has now,
   `{"calls": {call_id: until}}`. A call enters at the accept decision and leaves when its
-  session worker finishes it (`release_call`).
+  session worker finishes it (`BookReleases.release_limit`).
 - `book.<worker>`: the calls booked on that worker's capacity, `{"calls": {call_id:
   until}, "moved": {call_id: [worker, until]}}`. A call is booked once, at the accept
   decision, and stays booked until it ends (`BookReleases.release`), whichever worker runs it:
@@ -295,14 +295,32 @@ async def find_booking(js: JetStreamContext, kv: KeyValue, call_id: str) -> str 
 
 
 class BookReleases:
-    """A session worker's releases of bookings. Its cells are serialised per book, so calls
-    ending at once (a rolling restart's hang-ups) queue on a read and a write each instead
-    of racing each other's compare-and-set on the same book."""
+    """A session worker's releases of what its ended calls held here: their bookings and
+    their places under their agents' limits. The bucket is looked up once, not per call,
+    and cells are serialised per book, so calls ending at once (a rolling restart's
+    hang-ups) queue on a read and a write each instead of racing each other's
+    compare-and-set on the same book."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
         self._kv: KeyValue | None = None
         self._cells: dict[str, JsonCell] = {}
+
+    async def release_limit(self, call_id: str, agent: AgentProfile) -> None:
+        """The call no longer counts toward its agent's concurrent-call limit. Called once
+        by the session worker that finishes the call. Never raises: a release that fails
+        is healed by the entry's own expiry, and must not disturb the call's end."""
+        if not counts_toward_limit(agent):
+            return
+        try:
+            if self._kv is None:
+                self._kv = await self._js.key_value(ADMISSIONS_BUCKET)
+            cell = JsonCell(self._kv, agent_key(agent.name))
+            await cell.change(lambda doc: (without_call(doc, call_id, time.time()), None))
+        except BucketNotFoundError:
+            return
+        except Exception as error:
+            log.warning("admission release failed (heals by expiry): %s", type(error).__name__)
 
     def _cell(self, key: str) -> JsonCell:
         assert self._kv is not None
@@ -337,21 +355,3 @@ async def admissions_bucket(js: JetStreamContext, replicas: int = 1) -> KeyValue
             bucket=ADMISSIONS_BUCKET, history=1, replicas=replicas, storage=StorageType.FILE
         )
     )
-
-
-async def release_call(js: JetStreamContext, call_id: str, agent: AgentProfile) -> None:
-    """The call has ended: it no longer counts toward its agent's concurrent-call limit.
-
-    Called once by the session worker that finishes the call. Never raises: a release that
-    fails is healed by the entry's own expiry, and must not disturb the call's end.
-    """
-    if not counts_toward_limit(agent):
-        return
-    try:
-        kv = await js.key_value(ADMISSIONS_BUCKET)
-        cell = JsonCell(kv, agent_key(agent.name))
-        await cell.change(lambda doc: (without_call(doc, call_id, time.time()), None))
-    except BucketNotFoundError:
-        return
-    except Exception as error:
-        log.warning("admission release failed (heals by expiry): %s", type(error).__name__)

@@ -34,7 +34,7 @@ from services.session.lease import CallLease, LeaseLost
 from services.session.sidebands import open_sideband
 from services.session.tools import ToolRunner
 from shared import metrics
-from shared.admission import BookReleases, release_call
+from shared.admission import BookReleases
 from shared.calls import SessionJob
 from shared.events import CallEventPublisher, EndReason, EventType
 from shared.logging import bind, fields
@@ -201,7 +201,7 @@ class CallRunner:
         releases = [
             self.lease.release(),
             self.ctx.bookings.release(self.call_id, self.job.booking),
-            release_call(self.ctx.js, self.call_id, self.job.agent),  # the agent's limit
+            self.ctx.bookings.release_limit(self.call_id, self.job.agent),
         ]
         if self.job.direction == "outbound":  # its place in the agent's outbound cap
             releases.append(release_place(self.ctx.js, self.job.agent.name, self.call_id))

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from nats.aio.msg import Msg
 
-from shared.admission import release_call
+from shared.admission import BookReleases
 from shared.calls import SessionJob
 from shared.streams import SESSION_CONSUMER, SESSIONS_STREAM
 from simulator import Faults
@@ -135,7 +135,7 @@ async def test_the_agent_limit_holds_across_acceptor_restarts_until_the_call_end
     # The session worker finishing the first call releases its place.
     [job] = [j for j in await session_jobs(rig, 2) if j.call_id == first.call_id]
     assert rig.nc is not None
-    await release_call(rig.nc.jetstream(), first.call_id, job.agent)
+    await BookReleases(rig.nc.jetstream()).release_limit(first.call_id, job.agent)
     fourth = await rig.ring("+61468002102")
     assert await rig.outcome(fourth) == "call.accepted"
 
