@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 
 from faststream import AckPolicy
@@ -211,6 +212,11 @@ class Acceptor:
             self.reloader.start()
         await self.broker.start()
         watch_backlog(nc)  # NATS backlog gauges, until the broker closes nc
+        # What start-up loaded (the openai SDK's types, FastStream, the agents) lives as long
+        # as the process: keep it out of the cyclic GC, whose full passes over it were the
+        # accept path's longest pauses (as in the ingress and the session worker).
+        gc.collect()
+        gc.freeze()
 
     async def stop(self) -> None:
         self._draining = True
