@@ -1,6 +1,9 @@
 """Admission bookkeeping shared by the acceptor (which books) and the session worker
 (which releases when a call ends), kept in the KV bucket `admissions`.
 
+(Over 350 lines: the documents, their pure changes and the compare-and-set that applies
+them are one format, shared by the acceptor and the session worker.)
+
 Every key is a small JSON document changed only by compare-and-set on its revision, so
 that acceptor replicas and restarts cannot overbook (KV, not memory):
 

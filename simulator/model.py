@@ -1,5 +1,8 @@
 """The simulated voice model of one call: one response at a time, spoken or a tool call.
 
+(Over 350 lines: OpenAI's event order for a response, barge-in and idle prompts share
+one response's state; split, they would hand it around.)
+
 A response streams as OpenAI's does, in its order: `response.created`, `rate_limits.updated`,
 the output item and its content part, audio playback starting, transcript deltas, the
 audio and transcript done, the part and item done, `response.done` (with usage), and

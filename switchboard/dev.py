@@ -1,5 +1,8 @@
 """`switchboard dev`: the whole system on this machine, as separate processes.
 
+(Over 350 lines: starting, watching and showing one local stack, and cleaning up after
+it, read best as one script.)
+
 An embedded `nats-server`, every long-running service (`switchboard services`: the
 ingress, the acceptor, session workers, …) and the simulator (standing in for OpenAI,
 placing demo calls). The terminal shows each of this run's calls from the event stream,

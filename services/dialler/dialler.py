@@ -2,6 +2,8 @@
 rate and a session slot, claim the try in the call's record, dial, watch the ringing, and
 hand an answered call to the session workers (or fail it, or schedule the retry).
 
+(Over 350 lines: read top to bottom like the acceptor, one try's steps in one place.)
+
 At most one dial per try, whatever crashes: the record is claimed (`queued` → `dialing`,
 compare-and-set) before the request goes to OpenAI, and a claimed try is never dialled
 again. A dialler that dies before it knows the session id leaves the try `unconfirmed`

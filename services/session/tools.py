@@ -1,5 +1,8 @@
 """`ToolRunner`: one business tool call, run exactly once per `tool_call_id`.
 
+(Over 350 lines: recording, asking, capping and closing a run are one exactly-once
+protocol over one KV record; split, each part would need the others' invariants.)
+
 A tool can move money or book a chair, so running it twice is worse than failing it. Before
 anything happens, the run is recorded in the `tool_runs` KV bucket with a create-if-absent;
 whoever creates the record runs the tool, anyone else (a duplicated event, a re-attached

@@ -1,5 +1,8 @@
 """The session worker: claim calls while a slot is free, report slots, drain on SIGTERM.
 
+(Over 350 lines: claiming, slot reports and draining share the worker's slots and
+runners; like arq's worker, its whole loop reads in one file.)
+
 Claiming fetches one job at a time and only when a slot is free: a prefetched job would
 get no heartbeat and be run twice. Free slots go to the `worker_slots` bucket for the
 acceptor's admission control (and for draining workers, below).
