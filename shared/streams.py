@@ -124,32 +124,26 @@ async def declare_topology(
             max_age=24 * 3600.0,
         ),
     )
-    await js.add_consumer(
-        WEBHOOKS_STREAM,
-        ConsumerConfig(
-            durable_name=ACCEPTOR_CONSUMER,
-            filter_subject=INCOMING_CALL_SUBJECT,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ACCEPTOR_ACK_WAIT_S,
-            # Failed handlings come back after up to 1 s (services/acceptor/acceptor.py
-            # redelivery_delay): about a minute of tries, past any ring time and election.
-            max_deliver=ACCEPTOR_MAX_DELIVER,
-            max_ack_pending=1000,
-            num_replicas=replicas,
-        ),
-    )
-    await js.add_consumer(
-        WEBHOOKS_STREAM,
-        ConsumerConfig(
-            durable_name=ACCEPTOR_LIVE_CONSUMER,
-            filter_subject=LIVE_INCOMING_CALL_SUBJECT,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ACCEPTOR_ACK_WAIT_S,
-            max_deliver=ACCEPTOR_MAX_DELIVER,
-            max_ack_pending=1000,
-            num_replicas=replicas,
-        ),
-    )
+    # One durable consumer per API's incoming calls, alike (one backlog never holds up the
+    # other's).
+    for durable, subject in (
+        (ACCEPTOR_CONSUMER, INCOMING_CALL_SUBJECT),
+        (ACCEPTOR_LIVE_CONSUMER, LIVE_INCOMING_CALL_SUBJECT),
+    ):
+        await js.add_consumer(
+            WEBHOOKS_STREAM,
+            ConsumerConfig(
+                durable_name=durable,
+                filter_subject=subject,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=ACCEPTOR_ACK_WAIT_S,
+                # Failed handlings come back after up to 1 s (services/acceptor/retries.py
+                # redelivery_delay): about a minute of tries, past any ring time and election.
+                max_deliver=ACCEPTOR_MAX_DELIVER,
+                max_ack_pending=1000,
+                num_replicas=replicas,
+            ),
+        )
     await js.add_consumer(
         SESSIONS_STREAM,
         ConsumerConfig(
