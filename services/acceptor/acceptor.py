@@ -2,8 +2,9 @@
 
 The whole decision for one call, readable top to bottom: claim the call id (a KV create,
 so replicas and redeliveries cannot accept twice) while the agent is picked, check the
-deadline, admit it (a session slot and the agent's limit, reserved in KV), accept with retries only
-while the call can still be answered, then hand the call to the session workers.
+deadline, admit it (a session slot and the agent's limit, reserved in KV), accept with
+retries only while the call can still be answered, then hand the call to the session
+workers.
 """
 
 from __future__ import annotations

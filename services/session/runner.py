@@ -64,7 +64,7 @@ class WorkerContext:
     events: CallEventPublisher
     openai_client: openai.AsyncOpenAI
     tools: ToolRunner  # one per worker: runs each tool call once, whichever worker asks
-    bookings: BookReleases  # gives an ended call's admission booking back
+    bookings: BookReleases  # gives an ended call's booking and agent-limit place back
 
 
 class CallRunner:
