@@ -38,14 +38,19 @@ ORDER = (
     "rolling_restart",
 )
 TIMEOUT_S = {"quick": 600.0, "full": 3600.0}
+# Programs of bench/ that are not benchmarks: launchers that benchmarks start.
+LAUNCHERS = frozenset({"sdk_worker"})  # a session worker on the SDK's sideband
 
 
 def discover() -> list[str]:
-    """Modules of bench/ that run as a program (`if __name__ == "__main__":`)."""
+    """Modules of bench/ that run as a program (`if __name__ == "__main__":`), launchers
+    aside."""
     found = [
         path.stem
         for path in sorted(BENCH_DIR.glob("*.py"))
-        if not path.stem.startswith("_") and '__name__ == "__main__"' in path.read_text()
+        if not path.stem.startswith("_")
+        and path.stem not in LAUNCHERS
+        and '__name__ == "__main__"' in path.read_text()
     ]
     known = [name for name in ORDER if name in found]
     return known + [name for name in found if name not in known]
