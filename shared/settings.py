@@ -32,18 +32,22 @@ class ConfigError(Exception):
     its value, and is shown as one line before the process exits with code 2."""
 
 
+# How every settings class reads the environment and `.env` (this one and a service's own).
+# hide_input_in_errors: a validation error must never echo a value (it may be a secret).
+# env_ignore_empty: `VAR=` (compose's `${VAR:-}`) means "use the default".
+SETTINGS_CONFIG = SettingsConfigDict(
+    env_file=".env",
+    extra="ignore",
+    case_sensitive=False,
+    hide_input_in_errors=True,
+    env_ignore_empty=True,
+)
+
+
 class Settings(BaseSettings):
     """Everything a Switchboard process reads from its environment."""
 
-    # hide_input_in_errors: a validation error must never echo a value (it may be a secret).
-    # env_ignore_empty: `VAR=` (compose's `${VAR:-}`) means "use the default".
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        extra="ignore",
-        case_sensitive=False,
-        hide_input_in_errors=True,
-        env_ignore_empty=True,
-    )
+    model_config = SETTINGS_CONFIG
 
     nats_url: str = "nats://127.0.0.1:4222"
     nats_replicas: int = Field(1, description="replicas of streams and buckets (3 in production)")

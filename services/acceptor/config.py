@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
+
+from shared.settings import SETTINGS_CONFIG
 
 # Unless set, a webhook is shed when this little time is left before its accept deadline:
 # a reject's round trip (with one retry) fits in it.
@@ -14,13 +16,7 @@ class AcceptorSettings(BaseSettings):
     """`SWITCHBOARD_REJECT_SIP_STATUS`, `SWITCHBOARD_AGENT_HOOK_TIMEOUT_MS`,
     `SWITCHBOARD_AGENTS_POLL_S`, `SWITCHBOARD_SHED_AFTER_S`."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        extra="ignore",
-        case_sensitive=False,
-        hide_input_in_errors=True,
-        env_ignore_empty=True,
-    )
+    model_config = SETTINGS_CONFIG
 
     switchboard_reject_sip_status: int = Field(
         486, ge=400, le=699, description="SIP status of a call refused for capacity (486 Busy)"
