@@ -309,6 +309,11 @@ class BookReleases:
         self._kv: KeyValue | None = None
         self._cells: dict[str, JsonCell] = {}
 
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self._js.key_value(ADMISSIONS_BUCKET)
+        return self._kv
+
     async def release_limit(self, call_id: str, agent: AgentProfile) -> None:
         """The call no longer counts toward its agent's concurrent-call limit. Called once
         by the session worker that finishes the call. Never raises: a release that fails
@@ -316,9 +321,7 @@ class BookReleases:
         if not counts_toward_limit(agent):
             return
         try:
-            if self._kv is None:
-                self._kv = await self._js.key_value(ADMISSIONS_BUCKET)
-            cell = JsonCell(self._kv, agent_key(agent.name))
+            cell = JsonCell(await self._bucket(), agent_key(agent.name))
             await cell.change(lambda doc: (without_call(doc, call_id, time.time()), None))
         except BucketNotFoundError:
             return
@@ -338,10 +341,9 @@ class BookReleases:
         is the book named in the call's job (None: look for it). Never raises: a release
         that fails is healed by the entry's own expiry."""
         try:
-            if self._kv is None:
-                self._kv = await self._js.key_value(ADMISSIONS_BUCKET)
+            kv = await self._bucket()
             if worker is None:
-                worker = await find_booking(self._js, self._kv, call_id)
+                worker = await find_booking(self._js, kv, call_id)
                 if worker is None:
                     return
             await run_steps(release_steps(call_id, worker, time.time), self._cell)

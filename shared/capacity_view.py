@@ -45,6 +45,7 @@ class CapacityView:
         stale_after_s: float = REPORT_STALE_S,
         limbo_s: float = LIMBO_S,
         settle_s: float = SETTLE_S,
+        on_book: Callable[[str, int, Document | None], None] | None = None,
     ) -> None:
         self._admissions = admissions
         self._worker_slots = worker_slots
@@ -59,7 +60,7 @@ class CapacityView:
         self._synced_at: float | None = None  # monotonic; None while (re)syncing
         self.rng = random.Random()
         # Told every book value the watch delivers (the admission's compare-and-set cells).
-        self.on_book: Callable[[str, int, Document | None], None] | None = None
+        self._on_book = on_book
 
     # -- watching --------------------------------------------------------------------------
 
@@ -104,8 +105,8 @@ class CapacityView:
                             deleted = entry.operation in ("DEL", "PURGE") or not entry.value
                             document = None if deleted else _json(entry.value)
                             self.learn(entry.key, entry.revision or 0, document)
-                            if self.on_book is not None:
-                                self.on_book(entry.key, entry.revision or 0, document)
+                            if self._on_book is not None:
+                                self._on_book(entry.key, entry.revision or 0, document)
                         self.changed.set()
                 finally:
                     with contextlib.suppress(Exception):

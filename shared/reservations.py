@@ -101,9 +101,9 @@ class Admission:
         """`timing`: the view's `stale_after_s`, `limbo_s` and `settle_s` (tests shorten
         them; services keep `CapacityView`'s defaults)."""
         self._admissions = admissions
-        self.view = CapacityView(admissions, worker_slots, **timing)
-        self.view.on_book = self._offer  # the watch keeps the cells' caches fresh
         self._cells: dict[str, JsonCell] = {}
+        # The view's watch keeps the cells' caches fresh.
+        self.view = CapacityView(admissions, worker_slots, on_book=self._offer, **timing)
 
     async def start(self) -> None:
         await self.view.start()

@@ -24,7 +24,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from services.acceptor.call_apis import call_apis
-from services.acceptor.claims import Claim, ClaimState
+from services.acceptor.claims import Claim
 from services.acceptor.probe import SidebandProbe
 from services.acceptor.retries import until_written
 from services.acceptor.sip_calls import Choice, SipCalls
@@ -140,7 +140,7 @@ class CallAcceptor:
         deadline = call.received_at.timestamp() + self._deadline_s
         if time.time() >= deadline:
             await self._publish(call, EventType.CALL_MISSED, {"reason": "deadline"}, "missed")
-            await self._claims.put(call.call_id, _claim_value(call, "done"))
+            await self._decided(call)
             return AcceptOutcome("expired")
         if call.received_stream_seq:
             self._events.prime(call.call_id, call.received_stream_seq, 1)
@@ -150,7 +150,7 @@ class CallAcceptor:
             # The other API's webhook of this SIP call answers it: this one is on record.
             data = choice.superseded_data(call)
             await self._publish(call, EventType.CALL_SUPERSEDED, data, "superseded")
-            await self._claims.put(call.call_id, _claim_value(call, "done"))
+            await self._decided(call)
             return AcceptOutcome("superseded", f"answered through {choice.api}")
         if self._shed_after_s and time.time() - call.received_at.timestamp() >= self._shed_after_s:
             # This webhook waited so long that calls arrive faster than we decide them: refuse
@@ -159,21 +159,21 @@ class CallAcceptor:
             # API choice: only the webhook that answers the SIP call may reject it.
             shed = Reservation(call.call_id, False, OVERLOADED)
             outcome = await self._reject(call, agent, shed, deadline)
-            await self._claims.put(call.call_id, _claim_value(call, "done"))
+            await self._decided(call)
             return outcome
         reservation = await self._admission.reserve(call.call_id, agent, deadline)
         if not reservation.admitted:
             outcome = await self._reject(call, agent, reservation, deadline)
         else:
             outcome = await self._accept(call, agent, reservation, deadline)
-        await self._claims.put(call.call_id, _claim_value(call, "done"))
+        await self._decided(call)
         return outcome
 
     async def _finish_accepted(
         self, call: IncomingCall, agent: AgentProfile, detail: str
     ) -> AcceptOutcome:
         await self._hand_to_workers(call, agent, self._admission.booking_of(call.call_id))
-        await self._claims.put(call.call_id, _claim_value(call, "done"))
+        await self._decided(call)
         return AcceptOutcome("accepted", detail)
 
     async def _accepted_before(self, call: IncomingCall) -> bool:
@@ -331,12 +331,14 @@ class CallAcceptor:
                 return None
             return stored, True
 
+    async def _decided(self, call: IncomingCall) -> None:
+        """The claim says `done`: any later delivery for the call is a duplicate."""
+        await self._claims.put(
+            call.call_id, Claim(webhook_id=call.webhook_id, state="done").encode()
+        )
+
     async def _publish(
         self, call: IncomingCall, type: EventType, data: dict[str, Any], key: str
     ) -> CallEvent | None:
         """The event as stored; None when it was stored before (a resumed decision)."""
         return await self._events.publish(call.call_id, type, data, msg_id=f"{key}:{call.call_id}")
-
-
-def _claim_value(call: IncomingCall, state: ClaimState) -> bytes:
-    return Claim(webhook_id=call.webhook_id, state=state).encode()

@@ -1,8 +1,8 @@
 """How the acceptor retries what JetStream refuses for a while (a leader election takes
 seconds): a write after an accept is retried in place, then the webhook is redelivered.
 
-A redelivered webhook resumes from its claim; one whose claim never got to say `accepted`
-asks the sideband before accepting again (`CallAcceptor._accepted_before`).
+A redelivered webhook resumes from its claim; one whose claim still says `accepting` asks
+the sideband before accepting again (`CallAcceptor._accepted_before`).
 """
 
 from __future__ import annotations
