@@ -119,6 +119,7 @@ class Acceptor:
         self._acceptor: CallAcceptor | None = None
         self._nc: Client | None = None  # the broker's connection, once connected
         self._draining = False
+        self._deciding: set[str] = set()  # webhook ids this process is handling now
         for subject, durable, title, description in _INCOMING_CALLS:
             self.broker.subscriber(
                 subject,
@@ -138,13 +139,21 @@ class Acceptor:
         # parameter: fast_depends resolves that annotation with a sync function, which it
         # runs in a worker thread for every message (profiled: a thread hop per call).
         message: NatsMessage = self.broker.context.get_local("message")
+        delivery = message.raw_message.metadata.num_delivered
+        if call.webhook_id in self._deciding:
+            # Redelivered while this process still decides it (its in-progress beats were
+            # lost, in a leader election say): a second handling, finding the claim
+            # `accepting` before the first one's accept went out, would accept the call
+            # twice. It comes back later, and is a duplicate once the first one is done.
+            raise NackMessage(delay=redelivery_delay(delivery))
+        self._deciding.add(call.webhook_id)
         keep_alive = asyncio.create_task(_in_progress_while_handled(message.raw_message))
         try:
             await self._acceptor.handle(call)
         except Exception as error:
-            delivery = message.raw_message.metadata.num_delivered
             raise NackMessage(delay=redelivery_delay(delivery)) from error
         finally:
+            self._deciding.discard(call.webhook_id)
             keep_alive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive

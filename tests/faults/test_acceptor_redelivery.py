@@ -11,9 +11,12 @@ flight, and declared again once OpenAI has answered it.
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
 import pytest
 
+from services.acceptor import main as acceptor_main
 from services.acceptor import retries
 from shared.events import CALL_EVENTS_STREAM
 from shared.streams import (
@@ -97,6 +100,26 @@ async def test_an_accept_slower_than_the_ack_wait_is_not_redelivered_and_sent_ag
     """OpenAI takes longer to answer than the webhook consumer's ack wait (5 s): the acceptor
     keeps the delivery alive meanwhile, so JetStream does not hand the webhook to another
     handler, which would find the claim still `accepting` and send a second accept."""
+    slow = Faults(accept_delay_s=ACCEPTOR_ACK_WAIT_S + 1.5)
+    async with running(nats_server, slow, openai_timeout_s=15.0, accept_deadline_s=20.0) as stack:
+        assert stack.simulator is not None
+        (call,) = await stack.simulator.place_calls(CONVERSATION, 1, 1)
+        await stack.events.wait_for(call.call_id, "session.attached", timeout=30)
+        assert call.accept_attempts == 1, stack.events.types(call.call_id)
+
+
+async def test_a_webhook_redelivered_while_still_decided_is_not_accepted_twice(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-progress beats that keep a slow accept's delivery ours are lost (as while the
+    webhooks stream elects a leader): JetStream redelivers the webhook to the acceptor that
+    is still deciding it, which must not start a second handling (finding the claim
+    `accepting` before the first accept went out, it would accept again)."""
+
+    async def no_beats(message: object) -> None:
+        await asyncio.Event().wait()  # never signals: the beats are lost
+
+    monkeypatch.setattr(acceptor_main, "_in_progress_while_handled", no_beats)
     slow = Faults(accept_delay_s=ACCEPTOR_ACK_WAIT_S + 1.5)
     async with running(nats_server, slow, openai_timeout_s=15.0, accept_deadline_s=20.0) as stack:
         assert stack.simulator is not None
