@@ -181,8 +181,7 @@ class Conversation:
 
     async def _attach(self, reconnects: int) -> None:
         kind = "first" if (self.attempt == 1 and reconnects == 0) else "reattach"
-        if not self.lease.held():
-            raise LeaseLost(self.call_id)
+        await self.lease.confirm()
         started = time.perf_counter()
         try:
             await self.sideband.attach()
@@ -342,9 +341,11 @@ class Conversation:
     async def _send(self, commands: list[Command]) -> None:
         """Send in order; what the socket could not take waits for the next one."""
         for index, command in enumerate(commands):
-            if not self.lease.held():
+            try:
+                await self.lease.confirm()
+            except LeaseLost:
                 self.turns.unsent(commands[index:])
-                raise LeaseLost(self.call_id)
+                raise
             if not await self.sideband.send(command):
                 self.turns.unsent(commands[index:])
                 return
@@ -392,8 +393,7 @@ class Conversation:
     # -- side effects, fenced by the lease --------------------------------------------------
 
     async def _hang_up(self, reason: EndReason) -> None:
-        if not self.lease.held():
-            raise LeaseLost(self.call_id)
+        await self.lease.confirm()
         if self._ended is not None:
             return
         self._ended = reason
@@ -406,8 +406,7 @@ class Conversation:
         await self.sideband.close()
 
     async def _transfer(self, uri: str) -> str:
-        if not self.lease.held():
-            raise LeaseLost(self.call_id)
+        await self.lease.confirm()
         return await self.sideband.transfer(uri)
 
     async def lease_lost(self) -> None:

@@ -27,7 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError
 
 from services.session.history import CallHistory
-from services.session.lease import CallLease, LeaseLost
+from services.session.lease import CallLease
 from services.session.report import as_read, build_report
 from services.session.sideband import AgentTranscript, CallerTranscript, Dtmf
 from shared.backoff import Backoff
@@ -79,8 +79,7 @@ class CallJournal:
         """Publish a call event durably, while the lease holds; else `LeaseLost`."""
         msg_id = msg_id or uuid.uuid4().hex
         for attempt in itertools.count():
-            if not self._lease.held():
-                raise LeaseLost(self.call_id)
+            await self._lease.confirm()
             try:
                 event = await self._events.publish(self.call_id, type, data, msg_id=msg_id)
             except RETRYABLE_NATS as error:
@@ -117,8 +116,7 @@ class CallJournal:
                     self._written, self._last_seq = [accepted], accepted.seq
             return CallHistory()
         events = await read_call_events(self._js, self.call_id)
-        if not self._lease.held():
-            raise LeaseLost(self.call_id)
+        await self._lease.confirm()
         return CallHistory.from_events(events)
 
     async def ended(self, reason: str, *, already: bool = False) -> None:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # Act only while the lease has this much life left: a clock margin against a renewal that
 # is in flight while another worker's create already waits for the expiry.
 _SAFETY_MARGIN_S = 0.5
+_RECONFIRM_S = 0.1  # between renewals a side effect waits on while nats-server is silent
 
 
 class LeaseLost(Exception):
@@ -60,6 +61,8 @@ class CallLease:
         self.attempt = 0
         self.revision = 0
         self._renewed_at = 0.0
+        self._over = False  # lost or released: nothing may renew it back
+        self._renewing = asyncio.Lock()  # one compare-and-set in flight: revisions in order
 
     def _value(self) -> bytes:
         return LeaseValue(worker=self.worker, attempt=self.attempt).encode()
@@ -103,26 +106,75 @@ class CallLease:
     async def renew(self) -> None:
         """Extend the lease by compare-and-set with a fresh TTL (the KV API's update has no
         TTL, so this publishes to the bucket subject itself); raises LeaseLost."""
+        async with self._renewing:
+            await self._renew()
+
+    async def _renew(self) -> None:
+        if self._over:
+            raise LeaseLost(self.call_id)
         started = time.monotonic()
-        try:
-            ack = await self._js.publish(
-                f"$KV.{CALL_LEASES_BUCKET}.{self.call_id}",
-                self._value(),
-                headers={Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(self.revision)},
-                msg_ttl=self.ttl_s,
-                timeout=max(0.5, self.ttl_s / 3),
-            )
-        except APIError as error:
-            if lost_race(error):
-                self._renewed_at = 0.0
-                raise LeaseLost(self.call_id) from None
-            raise
-        self.revision = ack.seq
-        self._renewed_at = started
+        for retry in (False, True):
+            try:
+                ack = await self._js.publish(
+                    f"$KV.{CALL_LEASES_BUCKET}.{self.call_id}",
+                    self._value(),
+                    headers={Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(self.revision)},
+                    msg_ttl=self.ttl_s,
+                    timeout=max(0.5, self.ttl_s / 3),
+                )
+            except APIError as error:
+                if not lost_race(error):
+                    raise
+                if retry or not await self._adopt_unseen_renewal():
+                    self._renewed_at, self._over = 0.0, True
+                    raise LeaseLost(self.call_id) from None
+                continue
+            self.revision = ack.seq
+            self._renewed_at = started
+            return
+
+    async def _adopt_unseen_renewal(self) -> bool:
+        """True when the key holds our own value at a newer revision: a renewal whose reply
+        timed out (nats-server paused a second, say) had landed. Without this, one slow
+        reply would drop a call nobody else owns, and what is said meanwhile with it."""
+        holder = await self.holder()
+        if holder is None or (holder.worker, holder.attempt) != (self.worker, self.attempt):
+            return False
+        if holder.revision <= self.revision:
+            return False
+        self.revision = holder.revision
+        return True
 
     def held(self) -> bool:
-        """True while the last renewal still covers now: check before every side effect."""
+        """True while the last renewal still covers now."""
         return time.monotonic() < self._renewed_at + self.ttl_s - _SAFETY_MARGIN_S
+
+    def lapsed(self) -> bool:
+        """True when nats-server has not answered for a whole TTL past the lease's end: the
+        call is given up rather than waited for any longer."""
+        return time.monotonic() > self._renewed_at + 2 * self.ttl_s
+
+    async def confirm(self) -> None:
+        """Return while the call is ours, else LeaseLost: call before every side effect.
+        The clock answers without a round trip. Past it (this process or nats-server was
+        paused a second, say) a renewal does, since a compare-and-set that lands proves
+        nobody took the call meanwhile; while nats-server does not answer, the side effect
+        waits, until the lease has `lapsed()`."""
+        if self.held():
+            return
+        async with self._renewing:  # the heartbeat's renewal may be the one in flight
+            if self.revision == 0:
+                raise LeaseLost(self.call_id)  # never taken
+            while not self.held():
+                try:
+                    await self._renew()
+                except LeaseLost:
+                    raise
+                except Exception:
+                    if self.lapsed():
+                        self._over = True
+                        raise LeaseLost(self.call_id) from None
+                    await asyncio.sleep(_RECONFIRM_S)  # back-off, not synchronisation
 
     async def release(self) -> None:
         """Give the call up (it ended, or it is handed to another worker). Best effort: a
@@ -130,7 +182,7 @@ class CallLease:
         lease to lapse by its TTL, which only delays a next owner by that much."""
         if not self.held():
             return
-        self._renewed_at = 0.0  # fenced from now on, whatever the delete answers
+        self._renewed_at, self._over = 0.0, True  # fenced now, whatever the delete answers
         try:
             await self._kv.delete(self.call_id, last=self.revision)
         except (KeyWrongLastSequenceError, APIError):
@@ -169,7 +221,7 @@ async def keep(
 ) -> None:
     """Renew the lease and the delivery every `period_s` until cancelled; the delivery only
     while the lease holds (acks are not fenced by JetStream). Calls `lost()` and returns
-    when the lease is someone else's."""
+    when the lease is someone else's, or nats-server stayed silent until it `lapsed()`."""
     while True:
         await asyncio.sleep(period_s)
         try:
@@ -179,7 +231,7 @@ async def keep(
             return
         except Exception as error:  # NATS hiccup: the next beat may succeed
             log.warning("lease renewal failed: %s", type(error).__name__)
-            if not lease.held():
+            if lease.lapsed():
                 await lost()
                 return
             continue

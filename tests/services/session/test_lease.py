@@ -1,15 +1,20 @@
-"""The call lease: one owner at a time, and a leases bucket that cannot answer (electing a
-leader on a cluster, say) delays a call but never fails it."""
+"""The call lease: one owner at a time; a leases bucket that cannot answer (electing a
+leader on a cluster, say) delays a call but never fails it; and a nats-server that stops
+answering for a moment does not take a call from the worker that still owns it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import nats
 import pytest
 from nats.js import JetStreamContext
 
-from services.session.lease import CallLease
+from services.session.lease import CallLease, LeaseLost
 from shared.streams import (
     CALL_LEASES_BUCKET,
     SESSION_CONSUMER,
@@ -21,8 +26,28 @@ from switchboard.nats_server import NatsServer
 from tests.stack import Stack, deliveries
 
 
-async def lease_for(js: JetStreamContext, worker: str) -> CallLease:
-    return CallLease(js, await js.key_value(CALL_LEASES_BUCKET), "rtc_lease", worker, ttl_s=3)
+async def lease_for(js: JetStreamContext, worker: str, ttl_s: int = 3) -> CallLease:
+    return CallLease(js, await js.key_value(CALL_LEASES_BUCKET), "rtc_lease", worker, ttl_s)
+
+
+@contextmanager
+def paused(server: NatsServer) -> Iterator[None]:
+    """nats-server stopped (SIGSTOP) as a long GC pause or a stalled disk would: it holds
+    what clients send and acts on it when it goes on."""
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+
+
+async def past_the_clock(lease: CallLease) -> None:
+    """Taken with a long TTL on the server, then its own clock made short and let run out:
+    the server still holds it for us, the worker's clock no longer vouches for it."""
+    lease.ttl_s = 1
+    await asyncio.sleep(0.6)  # the time the behaviour is about: past ttl_s minus the margin
+    assert not lease.held()
 
 
 async def test_a_held_lease_keeps_other_workers_out_until_released(
@@ -80,3 +105,75 @@ async def test_a_job_whose_lease_cannot_be_taken_now_is_returned_not_failed(
     # Errors of ours only: asyncio may log here an earlier test's client collected late.
     ours = [r for r in caplog.records if r.name.startswith(("services.", "shared."))]
     assert not [r for r in ours if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_a_renewal_whose_reply_never_came_is_still_ours(nats_server: NatsServer) -> None:
+    """The renewal timed out while nats-server was paused, and landed when it went on: the
+    next renewal finds our own value at a revision it never saw, and keeps the call."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await declare_topology(js)
+        lease = await lease_for(js, "w1")
+        assert await lease.acquire()
+        with paused(nats_server), pytest.raises(nats.errors.TimeoutError):
+            await lease.renew()
+        await lease.renew()  # LeaseLost before: its revision had moved on
+        assert lease.held()
+        kv = await js.key_value(CALL_LEASES_BUCKET)
+        assert (await kv.get("rtc_lease")).revision == lease.revision
+        assert not await (await lease_for(js, "w2")).acquire()
+    finally:
+        await nc.close()
+
+
+async def test_past_its_clock_a_lease_is_confirmed_by_a_renewal(nats_server: NatsServer) -> None:
+    """Nobody renewed for a while (the worker's loop was busy, say), but nobody took the
+    call either: the next side effect renews and goes ahead instead of dropping the call."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await declare_topology(js)
+        lease = await lease_for(js, "w1", ttl_s=30)
+        assert await lease.acquire()
+        await past_the_clock(lease)
+        await lease.confirm()
+        assert lease.held()
+    finally:
+        await nc.close()
+
+
+async def test_past_its_clock_a_lease_another_worker_took_is_lost(
+    nats_server: NatsServer,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await declare_topology(js)
+        lease = await lease_for(js, "w1", ttl_s=30)
+        assert await lease.acquire()
+        await past_the_clock(lease)
+        await (await js.key_value(CALL_LEASES_BUCKET)).purge("rtc_lease")  # as if lapsed
+        assert await (await lease_for(js, "w2")).acquire()
+        with pytest.raises(LeaseLost):
+            await lease.confirm()
+        with pytest.raises(LeaseLost):  # and it stays lost: nothing renews it back
+            await lease.renew()
+    finally:
+        await nc.close()
+
+
+async def test_a_released_lease_is_never_confirmed_again(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await declare_topology(js)
+        lease = await lease_for(js, "w1")
+        assert await lease.acquire()
+        await js.delete_key_value(CALL_LEASES_BUCKET)  # the release's delete fails...
+        await lease.release()
+        await declare_topology(js)
+        with pytest.raises(LeaseLost):  # ...and the call is not taken back all the same
+            await lease.confirm()
+    finally:
+        await nc.close()

@@ -1,0 +1,55 @@
+"""nats-server stops answering for a second mid-call (a long GC pause, a stalled disk):
+the worker that owns the call keeps it, and no word said meanwhile is lost.
+
+Before, a lease renewal that timed out in the pause but landed after it made the next
+renewal fail its compare-and-set: the worker took its own lease for another's, dropped the
+sideband, and what was said until the call was re-attached was in no transcript.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from simulator import CallerScript
+from switchboard.nats_server import NatsServer
+from tests.stack import Stack
+
+CONVERSATION = CallerScript.model_validate(
+    {
+        "name": "pause",
+        "agent_speech_s": 0.5,
+        "steps": [
+            {"say": "Do you open on Sundays?", "reply": "Yes, from ten."},
+            {"say": "And until when?", "reply": "Until four."},
+            {"say": "Thanks, bye.", "reply": "Goodbye!"},
+            {"hangup": True},
+        ],
+    }
+)
+
+
+async def test_a_second_of_silence_from_nats_keeps_the_call_and_every_word(
+    nats_server: NatsServer, stack: Stack
+) -> None:
+    assert stack.simulator is not None and nats_server.process is not None
+    call = await stack.simulator.place_call(CONVERSATION)
+    await stack.events.wait_for(call.call_id, "transcript.caller", timeout=30)
+
+    # Half the lease's TTL: renewals time out meanwhile, and nothing lapses on the server.
+    nats_server.process.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.sleep(stack.settings().session_lease_ttl_s / 2)  # the fault's length
+    finally:
+        nats_server.process.send_signal(signal.SIGCONT)
+
+    await stack.events.wait_for(call.call_id, "call.report", timeout=30)
+    types = stack.events.types(call.call_id)
+    assert types.count("session.attached") == 1, types
+    said = [e.data["text"] for e in stack.events.of_type(call.call_id, "transcript.caller")]
+    assert said == ["Do you open on Sundays?", "And until when?", "Thanks, bye."]
+    replies = [e.data["text"] for e in stack.events.of_type(call.call_id, "transcript.agent")]
+    assert replies[-3:] == ["Yes, from ten.", "Until four.", "Goodbye!"]
+    report = stack.events.of_type(call.call_id, "call.report")[0].data
+    assert report["end_reason"] == "caller_hangup"
+    assert report["attempts"] == 1
