@@ -52,6 +52,12 @@ ACCEPT_DECISIONS = Counter(
     "superseded: the other API's webhook of a SIP call answered through one API)",
     ["outcome"],
 )
+ACCEPT_RETRIES = Counter(
+    "switchboard_accept_retries_total",
+    "Webhooks whose handling failed (JetStream refusing a write, say) and was tried again, "
+    "by where: here (in the same acceptor) or elsewhere (left to another acceptor's claim)",
+    ["where"],
+)
 ACCEPT_REJECTS = Counter(
     "switchboard_accept_rejects_total",
     "Calls the acceptor rejected, by reason (e.g. no_capacity, agent_limit, draining)",

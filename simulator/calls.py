@@ -168,8 +168,10 @@ class SimulatedCall:
             ) from None
 
     def mark(self, name: str) -> None:
-        """Note when something first happened (`timeline`)."""
-        self.timeline.setdefault(name, time.monotonic())
+        """Note when something first happened (`timeline`), for `wait_until` too."""
+        if name not in self.timeline:
+            self.timeline[name] = time.monotonic()
+            self.notify()
 
     # -- life cycle ---------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """One incoming call → at most one accept, fast, or an honest reject/miss.
 
 The whole decision for one call, readable top to bottom: claim the call id (a KV create,
-so replicas and redeliveries cannot accept twice) while the agent is picked, check the
+so replicas and redeliveries cannot accept twice; a claim another process may still be
+deciding is left to it until its deadline) while the agent is picked, check the
 deadline, admit it (a session slot and the agent's limit, reserved in KV), accept with
 retries only while the call can still be answered, then hand the call to the session
 workers.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from services.acceptor.call_apis import call_apis
-from services.acceptor.claims import Claim
+from services.acceptor.claims import Claim, DecidedElsewhere, left_to_owner_until
 from services.acceptor.probe import SidebandProbe
 from services.acceptor.retries import until_written
 from services.acceptor.sip_calls import Choice, SipCalls
@@ -90,7 +92,9 @@ class CallAcceptor:
         probe: SidebandProbe | None = None,
         sip_calls: SipCalls | None = None,
         shed_after_s: float = 0.0,
+        owner: str = "",
     ) -> None:
+        self._owner = owner or secrets.token_hex(6)  # this process, in the claims it writes
         self._js = js
         self._claims = claims
         self._events = events
@@ -111,10 +115,11 @@ class CallAcceptor:
         with bound(call_id=call.call_id, webhook_id=call.webhook_id):
             try:
                 outcome = await self._handle(call)
+            except DecidedElsewhere as elsewhere:
+                log.info("call %s", elsewhere)
+                raise
             except Exception as error:
-                log.warning(
-                    "call not decided yet (%s), retried on redelivery", type(error).__name__
-                )
+                log.warning("call not decided yet (%s), tried again", type(error).__name__)
                 raise
             finally:
                 self._events.forget(call.call_id)  # the worker publishes from here on
@@ -132,6 +137,12 @@ class CallAcceptor:
         if claim.state == "accepted" and claim.agent is not None:
             # An earlier version's claim: OpenAI accepted, the paperwork may be unfinished.
             return await self._finish_accepted(call, claim.agent, "resumed after a failed write")
+        if resumed and claim.owner != self._owner:
+            # Another process's handling, maybe still under way: its accept can be in flight,
+            # which the sideband does not show yet. Left to it until none can land.
+            until = left_to_owner_until(call, self._deadline_s + PROBE_GRACE_S)
+            if time.time() < until:
+                raise DecidedElsewhere(until - time.time())
         if resumed and await self._accepted_before(call):
             # An earlier handling's accept went through and it stopped before the hand-off
             # was done (it died, or JetStream refused writes for longer than we retried):
@@ -320,7 +331,7 @@ class CallAcceptor:
         or the redelivery of the very webhook whose handling was interrupted (`accepting`:
         no accept is on record, one may have gone out; `accepted`: OpenAI accepted, the rest
         was not done); None for a duplicate."""
-        claim = Claim(webhook_id=call.webhook_id, state="accepting")
+        claim = Claim(webhook_id=call.webhook_id, state="accepting", owner=self._owner)
         try:
             await self._claims.create(call.call_id, claim.encode())
             return claim, False
@@ -333,9 +344,8 @@ class CallAcceptor:
 
     async def _decided(self, call: IncomingCall) -> None:
         """The claim says `done`: any later delivery for the call is a duplicate."""
-        await self._claims.put(
-            call.call_id, Claim(webhook_id=call.webhook_id, state="done").encode()
-        )
+        done = Claim(webhook_id=call.webhook_id, state="done", owner=self._owner)
+        await self._claims.put(call.call_id, done.encode())
 
     async def _publish(
         self, call: IncomingCall, type: EventType, data: dict[str, Any], key: str

@@ -1,10 +1,16 @@
 """The claim of one call id in KV `call_claims`: created once (so one accept per call,
 across replicas and redeliveries), then moved along as the decision progresses.
 
-`accepting`: the webhook is being decided (an accept may have gone out: a redelivery that
-finds it asks the call's sideband before accepting, `CallAcceptor._accepted_before`);
-`done`: decided and, if accepted, handed to the workers. A redelivery of the very webhook
-resumes from `accepting`; any other delivery for the call is a duplicate.
+`accepting`: the webhook is being decided by `owner`, one acceptor process (an accept may
+have gone out: a redelivery that finds it asks the call's sideband before accepting,
+`CallAcceptor._accepted_before`); `done`: decided and, if accepted, handed to the workers. A
+redelivery of the very webhook resumes from `accepting`; any other delivery for the call is
+a duplicate.
+
+The owner tells a resumption whose earlier handling is known to be over (its own process's,
+which failed and is tried again there) from one that may still be under way elsewhere (a
+replica whose in-progress beats were lost): an accept of that one can still be in flight,
+which no sideband shows yet, so the call is left to it until its deadline has passed.
 
 `accepted` (with `agent`: OpenAI accepted, the hand-off may be unfinished) is no longer
 written: it cost every accepted call a write that the sideband's answer makes redundant.
@@ -18,14 +24,34 @@ from typing import Literal
 from pydantic import BaseModel, ValidationError
 
 from shared.agents import AgentProfile
+from shared.calls import IncomingCall
 
 ClaimState = Literal["accepting", "accepted", "done"]
+# A margin for the clocks of two machines, past the time another process's accept can land.
+ELSEWHERE_MARGIN_S = 1.0
+
+
+class DecidedElsewhere(Exception):
+    """The call's claim belongs to another acceptor process, which may still be deciding it:
+    the webhook is given back for `retry_in_s`."""
+
+    def __init__(self, retry_in_s: float) -> None:
+        super().__init__(f"left to its claim's owner for {retry_in_s:.1f}s")
+        self.retry_in_s = retry_in_s
+
+
+def left_to_owner_until(call: IncomingCall, accepts_land_within_s: float) -> float:
+    """Until when (epoch seconds) a claim that another process may still be deciding is
+    left to it: no accept of that process starts past the call's deadline, and one that did
+    shows at OpenAI within `accepts_land_within_s` of the webhook's arrival."""
+    return call.received_at.timestamp() + accepts_land_within_s + ELSEWHERE_MARGIN_S
 
 
 class Claim(BaseModel):
     webhook_id: str
     state: ClaimState
     agent: AgentProfile | None = None  # in an `accepted` claim
+    owner: str | None = None  # the acceptor process deciding it (None: an older version's)
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()

@@ -7,7 +7,11 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import logging
+import os
+import secrets
+import socket
 
 from faststream import AckPolicy
 from faststream.exceptions import NackMessage
@@ -20,6 +24,7 @@ from openai import AsyncOpenAI
 from prometheus_client import REGISTRY
 
 from services.acceptor.acceptor import CallAcceptor
+from services.acceptor.claims import DecidedElsewhere
 from services.acceptor.config import AcceptorSettings
 from services.acceptor.hook import AgentResolver
 from services.acceptor.probe import SidebandProbe
@@ -45,6 +50,7 @@ from shared.streams import (
     ACCEPTOR_ACK_WAIT_S,
     ACCEPTOR_CONSUMER,
     ACCEPTOR_LIVE_CONSUMER,
+    ACCEPTOR_MAX_DELIVER,
     CALL_CLAIMS_BUCKET,
     INCOMING_CALL_SUBJECT,
     LIVE_INCOMING_CALL_SUBJECT,
@@ -120,6 +126,8 @@ class Acceptor:
         self._nc: Client | None = None  # the broker's connection, once connected
         self._draining = False
         self._deciding: set[str] = set()  # webhook ids this process is handling now
+        # Named in the claims it writes; unique per process, also two in one (tests).
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         for subject, durable, title, description in _INCOMING_CALLS:
             self.broker.subscriber(
                 subject,
@@ -149,14 +157,30 @@ class Acceptor:
         self._deciding.add(call.webhook_id)
         keep_alive = asyncio.create_task(_in_progress_while_handled(message.raw_message))
         try:
-            await self._acceptor.handle(call)
-        except Exception as error:
-            raise NackMessage(delay=redelivery_delay(delivery)) from error
+            await self._decide(call, delivery)
         finally:
             self._deciding.discard(call.webhook_id)
             keep_alive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive
+
+    async def _decide(self, call: IncomingCall, delivery: int) -> None:
+        """Decide the call, trying a failed handling again here: only this process knows
+        that handling is over, so only here does its claim resume at once (another replica
+        leaves it alone until the call's deadline: `DecidedElsewhere`)."""
+        assert self._acceptor is not None
+        for attempt in itertools.count(delivery):
+            try:
+                await self._acceptor.handle(call)
+                return
+            except DecidedElsewhere as elsewhere:
+                metrics.ACCEPT_RETRIES.labels("elsewhere").inc()
+                raise NackMessage(delay=elsewhere.retry_in_s) from None
+            except Exception as error:
+                metrics.ACCEPT_RETRIES.labels("here").inc()
+                if self._draining or attempt >= ACCEPTOR_MAX_DELIVER:
+                    raise NackMessage(delay=redelivery_delay(attempt)) from error
+                await asyncio.sleep(redelivery_delay(attempt))  # back-off, not synchronisation
 
     async def _reconnected(self) -> None:
         log.info("nats reconnected")
@@ -216,6 +240,7 @@ class Acceptor:
             request_timeout_s=self.settings.openai_timeout_s,
             probe=SidebandProbe(self.settings),
             sip_calls=SipCalls(await js.key_value(SIP_CALLS_BUCKET)),
+            owner=self.owner,
         )
         if self.reloader is not None:
             self.reloader.start()
