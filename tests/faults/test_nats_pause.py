@@ -11,22 +11,13 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from simulator import CallerScript
 from switchboard.nats_server import NatsServer
+from tests.faults.test_openai_faults import CALLER_LINES
+from tests.faults.test_openai_faults import CONVERSATION as FAULTS_CONVERSATION
 from tests.stack import Stack
 
-CONVERSATION = CallerScript.model_validate(
-    {
-        "name": "pause",
-        "agent_speech_s": 0.5,
-        "steps": [
-            {"say": "Do you open on Sundays?", "reply": "Yes, from ten."},
-            {"say": "And until when?", "reply": "Until four."},
-            {"say": "Thanks, bye.", "reply": "Goodbye!"},
-            {"hangup": True},
-        ],
-    }
-)
+# The fault suite's conversation, its replies spoken slowly enough to span the pause.
+CONVERSATION = FAULTS_CONVERSATION.model_copy(update={"agent_speech_s": 0.5})
 
 
 async def test_a_second_of_silence_from_nats_keeps_the_call_and_every_word(
@@ -47,7 +38,7 @@ async def test_a_second_of_silence_from_nats_keeps_the_call_and_every_word(
     types = stack.events.types(call.call_id)
     assert types.count("session.attached") == 1, types
     said = [e.data["text"] for e in stack.events.of_type(call.call_id, "transcript.caller")]
-    assert said == ["Do you open on Sundays?", "And until when?", "Thanks, bye."]
+    assert said == CALLER_LINES
     replies = [e.data["text"] for e in stack.events.of_type(call.call_id, "transcript.agent")]
     assert replies[-3:] == ["Yes, from ten.", "Until four.", "Goodbye!"]
     report = stack.events.of_type(call.call_id, "call.report")[0].data

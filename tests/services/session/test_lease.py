@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import nats
@@ -24,6 +24,16 @@ from shared.streams import (
 from simulator import CallerScript
 from switchboard.nats_server import NatsServer
 from tests.stack import Stack, deliveries
+
+
+@pytest.fixture
+async def js(nats_server: NatsServer) -> AsyncIterator[JetStreamContext]:
+    """JetStream of the test's server, the topology declared."""
+    nc = await nats.connect(nats_server.url)
+    context = nc.jetstream()
+    await declare_topology(context)
+    yield context
+    await nc.close()
 
 
 async def lease_for(js: JetStreamContext, worker: str, ttl_s: int = 3) -> CallLease:
@@ -50,39 +60,25 @@ async def past_the_clock(lease: CallLease) -> None:
     assert not lease.held()
 
 
-async def test_a_held_lease_keeps_other_workers_out_until_released(
-    nats_server: NatsServer,
-) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        await declare_topology(js)
-        first, second = await lease_for(js, "w1"), await lease_for(js, "w2")
-        assert await first.acquire()
-        assert not await second.acquire()
-        await first.release()
-        assert not first.held()
-        assert await second.acquire()
-    finally:
-        await nc.close()
+async def test_a_held_lease_keeps_other_workers_out_until_released(js: JetStreamContext) -> None:
+    first, second = await lease_for(js, "w1"), await lease_for(js, "w2")
+    assert await first.acquire()
+    assert not await second.acquire()
+    await first.release()
+    assert not first.held()
+    assert await second.acquire()
 
 
 async def test_a_release_jetstream_cannot_take_leaves_the_lease_to_its_ttl(
-    nats_server: NatsServer,
+    js: JetStreamContext,
 ) -> None:
     """The call ended and its job was acked; then the bucket is gone (as while it elects a
     leader on a cluster): the release gives up quietly instead of failing the call."""
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        await declare_topology(js)
-        lease = await lease_for(js, "w1")
-        assert await lease.acquire()
-        await js.delete_key_value(CALL_LEASES_BUCKET)
-        await lease.release()
-        assert not lease.held()  # fenced all the same
-    finally:
-        await nc.close()
+    lease = await lease_for(js, "w1")
+    assert await lease.acquire()
+    await js.delete_key_value(CALL_LEASES_BUCKET)
+    await lease.release()
+    assert not lease.held()  # fenced all the same
 
 
 async def test_a_job_whose_lease_cannot_be_taken_now_is_returned_not_failed(
@@ -107,73 +103,49 @@ async def test_a_job_whose_lease_cannot_be_taken_now_is_returned_not_failed(
     assert not [r for r in ours if r.levelno >= logging.ERROR], caplog.text
 
 
-async def test_a_renewal_whose_reply_never_came_is_still_ours(nats_server: NatsServer) -> None:
+async def test_a_renewal_whose_reply_never_came_is_still_ours(
+    nats_server: NatsServer, js: JetStreamContext
+) -> None:
     """The renewal timed out while nats-server was paused, and landed when it went on: the
     next renewal finds our own value at a revision it never saw, and keeps the call."""
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        await declare_topology(js)
-        lease = await lease_for(js, "w1")
-        assert await lease.acquire()
-        with paused(nats_server), pytest.raises(nats.errors.TimeoutError):
-            await lease.renew()
-        await lease.renew()  # LeaseLost before: its revision had moved on
-        assert lease.held()
-        kv = await js.key_value(CALL_LEASES_BUCKET)
-        assert (await kv.get("rtc_lease")).revision == lease.revision
-        assert not await (await lease_for(js, "w2")).acquire()
-    finally:
-        await nc.close()
+    lease = await lease_for(js, "w1")
+    assert await lease.acquire()
+    with paused(nats_server), pytest.raises(nats.errors.TimeoutError):
+        await lease.renew()
+    await lease.renew()  # LeaseLost before: its revision had moved on
+    assert lease.held()
+    kv = await js.key_value(CALL_LEASES_BUCKET)
+    assert (await kv.get("rtc_lease")).revision == lease.revision
+    assert not await (await lease_for(js, "w2")).acquire()
 
 
-async def test_past_its_clock_a_lease_is_confirmed_by_a_renewal(nats_server: NatsServer) -> None:
+async def test_past_its_clock_a_lease_is_confirmed_by_a_renewal(js: JetStreamContext) -> None:
     """Nobody renewed for a while (the worker's loop was busy, say), but nobody took the
     call either: the next side effect renews and goes ahead instead of dropping the call."""
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        await declare_topology(js)
-        lease = await lease_for(js, "w1", ttl_s=30)
-        assert await lease.acquire()
-        await past_the_clock(lease)
+    lease = await lease_for(js, "w1", ttl_s=30)
+    assert await lease.acquire()
+    await past_the_clock(lease)
+    await lease.confirm()
+    assert lease.held()
+
+
+async def test_past_its_clock_a_lease_another_worker_took_is_lost(js: JetStreamContext) -> None:
+    lease = await lease_for(js, "w1", ttl_s=30)
+    assert await lease.acquire()
+    await past_the_clock(lease)
+    await (await js.key_value(CALL_LEASES_BUCKET)).purge("rtc_lease")  # as if lapsed
+    assert await (await lease_for(js, "w2")).acquire()
+    with pytest.raises(LeaseLost):
         await lease.confirm()
-        assert lease.held()
-    finally:
-        await nc.close()
+    with pytest.raises(LeaseLost):  # and it stays lost: nothing renews it back
+        await lease.renew()
 
 
-async def test_past_its_clock_a_lease_another_worker_took_is_lost(
-    nats_server: NatsServer,
-) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        await declare_topology(js)
-        lease = await lease_for(js, "w1", ttl_s=30)
-        assert await lease.acquire()
-        await past_the_clock(lease)
-        await (await js.key_value(CALL_LEASES_BUCKET)).purge("rtc_lease")  # as if lapsed
-        assert await (await lease_for(js, "w2")).acquire()
-        with pytest.raises(LeaseLost):
-            await lease.confirm()
-        with pytest.raises(LeaseLost):  # and it stays lost: nothing renews it back
-            await lease.renew()
-    finally:
-        await nc.close()
-
-
-async def test_a_released_lease_is_never_confirmed_again(nats_server: NatsServer) -> None:
-    nc = await nats.connect(nats_server.url)
-    try:
-        js = nc.jetstream()
-        await declare_topology(js)
-        lease = await lease_for(js, "w1")
-        assert await lease.acquire()
-        await js.delete_key_value(CALL_LEASES_BUCKET)  # the release's delete fails...
-        await lease.release()
-        await declare_topology(js)
-        with pytest.raises(LeaseLost):  # ...and the call is not taken back all the same
-            await lease.confirm()
-    finally:
-        await nc.close()
+async def test_a_released_lease_is_never_confirmed_again(js: JetStreamContext) -> None:
+    lease = await lease_for(js, "w1")
+    assert await lease.acquire()
+    await js.delete_key_value(CALL_LEASES_BUCKET)  # the release's delete fails...
+    await lease.release()
+    await declare_topology(js)
+    with pytest.raises(LeaseLost):  # ...and the call is not taken back all the same
+        await lease.confirm()
