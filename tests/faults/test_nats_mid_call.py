@@ -1,5 +1,5 @@
-"""nats-server stops answering for a second mid-call (a long GC pause, a stalled disk):
-the worker that owns the call keeps it, and no word said meanwhile is lost.
+"""nats-server stops answering for a second mid-call (a long GC pause, a stalled disk), or
+restarts: the worker that owns the call keeps it, and no word said meanwhile is lost.
 
 Before, a lease renewal that timed out in the pause but landed after it made the next
 renewal fail its compare-and-set: the worker took its own lease for another's, dropped the
@@ -9,8 +9,13 @@ sideband, and what was said until the call was re-attached was in no transcript.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 
+import nats
+from nats.js.api import DeliverPolicy
+
+from shared.events import CALL_EVENTS_STREAM, journal_subject
 from switchboard.nats_server import NatsServer
 from tests.faults.test_openai_faults import CALLER_LINES
 from tests.faults.test_openai_faults import CONVERSATION as FAULTS_CONVERSATION
@@ -44,3 +49,42 @@ async def test_a_second_of_silence_from_nats_keeps_the_call_and_every_word(
     report = stack.events.of_type(call.call_id, "call.report")[0].data
     assert report["end_reason"] == "caller_hangup"
     assert report["attempts"] == 1
+
+
+async def test_a_nats_restart_mid_call_keeps_the_call_and_every_word(
+    nats_server: NatsServer, stack: Stack
+) -> None:
+    assert stack.simulator is not None
+    call = await stack.simulator.place_call(CONVERSATION)
+    await stack.events.wait_for(call.call_id, "transcript.caller", timeout=30)
+
+    await asyncio.to_thread(nats_server.restart)  # the same store, down for a moment
+
+    # The live feed of the test's own client misses what is published while it reconnects:
+    # the call's journal, read from the stream, is the record.
+    types, said = await journal_until_report(nats_server, call.call_id)
+    assert types.count("session.attached") == 1, types
+    assert said == CALLER_LINES
+    assert types[-2:] == ["call.ended", "call.report"]
+
+
+async def journal_until_report(server: NatsServer, call_id: str) -> tuple[list[str], list[str]]:
+    """The call's event types and caller lines, read from its journal until its report."""
+    nc = await nats.connect(server.url)
+    try:
+        sub = await nc.jetstream().subscribe(
+            journal_subject(call_id),
+            stream=CALL_EVENTS_STREAM,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        types: list[str] = []
+        said: list[str] = []
+        while "call.report" not in types:
+            event = json.loads((await sub.next_msg(timeout=30)).data)
+            types.append(event["type"])
+            if event["type"] == "transcript.caller":
+                said.append(event["data"]["text"])
+        return types, said
+    finally:
+        await nc.close()
