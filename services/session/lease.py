@@ -3,8 +3,12 @@
 JetStream alone cannot give exclusive ownership (a late ack or +WPI from a worker that lost
 its delivery is still accepted), so ownership lives in a KV key per call: created only if
 absent, with a TTL, renewed by compare-and-set with a fresh TTL. The revision is the
-fencing token: a worker whose renewal failed, or whose last renewal is older than the TTL
-(it was paused, say), has lost the call and must not act on it any more.
+fencing token: a worker whose compare-and-set fails has lost the call and must not act on
+it any more. Before each side effect `confirm` asks the clock, and past it (the worker or
+nats-server was paused) a renewal: one that lands proves nobody took the call meanwhile, so
+a second's silence does not cost a call its owner (and its transcript the words said while
+another worker re-attached). A renewal whose reply was lost but which landed is recognised
+by its value (this worker, this attempt), not taken for another owner's.
 
 The lease and the JetStream delivery of the call's job live together: `take` waits a
 little for a dead owner's lease to lapse while keeping the delivery ours, `keep` renews

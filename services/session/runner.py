@@ -168,7 +168,7 @@ class CallRunner:
         return RunOutcome.BUSY
 
     def _after_lease_lost(self) -> RunOutcome:
-        log.warning("lease lost: another worker owns the call now")
+        log.warning("lease lost: another worker owns the call, or will once it lapses")
         self.journal.forget()
         return RunOutcome.LOST_LEASE
 
