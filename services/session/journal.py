@@ -20,18 +20,27 @@ import asyncio
 import itertools
 import logging
 import uuid
+from collections import deque
 from typing import Any
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.errors import NoStreamResponseError
+from nats.js.api import Header
+from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from services.session.history import CallHistory
 from services.session.lease import CallLease
 from services.session.report import as_read, build_report
 from services.session.sideband import AgentTranscript, CallerTranscript, Dtmf
 from shared.backoff import Backoff
-from shared.events import CallEvent, CallEventPublisher, EventType, read_call_events
+from shared.events import (
+    CALL_EVENTS_STREAM,
+    CallEvent,
+    CallEventPublisher,
+    EventType,
+    journal_subject,
+    read_call_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +81,14 @@ class CallJournal:
         # `seq`; None: the report reads them back.
         self._written: list[CallEvent] | None = None
         self._last_seq = 0
+        self._sent_ids: deque[str] = deque(maxlen=4)  # the last events' msg ids, as sent
 
     async def publish(
         self, type: EventType, data: dict[str, Any], *, msg_id: str | None = None
     ) -> None:
         """Publish a call event durably, while the lease holds; else `LeaseLost`."""
         msg_id = msg_id or uuid.uuid4().hex
+        self._sent_ids.append(msg_id)
         for attempt in itertools.count():
             await self._lease.confirm()
             try:
@@ -88,6 +99,15 @@ class CallJournal:
                 continue
             self._remember(event)
             return
+
+    async def wrote_last(self) -> bool:
+        """Whether the call's last stored event is one this journal sent (a publish whose
+        reply was lost counts: it may have landed), so nobody else has written since."""
+        try:
+            last = await self._js.get_last_msg(CALL_EVENTS_STREAM, journal_subject(self.call_id))
+        except NotFoundError:
+            return False
+        return (last.headers or {}).get(Header.MSG_ID.value) in self._sent_ids
 
     def _remember(self, event: CallEvent | None) -> None:
         written = self._written

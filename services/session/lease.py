@@ -8,7 +8,9 @@ it any more. Before each side effect `confirm` asks the clock, and past it (the 
 nats-server was paused) a renewal: one that lands proves nobody took the call meanwhile, so
 a second's silence does not cost a call its owner (and its transcript the words said while
 another worker re-attached). A renewal whose reply was lost but which landed is recognised
-by its value (this worker, this attempt), not taken for another owner's.
+by its value (this worker, this attempt), not taken for another owner's; one that lapsed on
+the server while nobody took it is taken back if the call's journal shows nobody acted on
+the call since this owner did.
 
 The lease and the JetStream delivery of the call's job live together: `take` waits a
 little for a dead owner's lease to lapse while keeping the delivery ours, `keep` renews
@@ -18,11 +20,12 @@ both while the call runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -66,6 +69,9 @@ class CallLease:
         self.revision = 0
         self._renewed_at = 0.0
         self._over = False  # lost or released: nothing may renew it back
+        # Whether the call's last event is one of this owner's (`CallJournal.wrote_last`):
+        # a lease that lapsed on the server is taken back only then. None: never taken back.
+        self.wrote_last: Callable[[], Awaitable[bool]] | None = None
         self._renewing = asyncio.Lock()  # one compare-and-set in flight: revisions in order
 
     def _value(self) -> bytes:
@@ -129,24 +135,50 @@ class CallLease:
             except APIError as error:
                 if not lost_race(error):
                     raise
-                if retry or not await self._adopt_unseen_renewal():
-                    self._renewed_at, self._over = 0.0, True
-                    raise LeaseLost(self.call_id) from None
-                continue
+                recovered = None if retry else await self._recover()
+                if recovered == "renew":
+                    continue
+                if recovered == "held":
+                    return
+                self._renewed_at, self._over = 0.0, True
+                raise LeaseLost(self.call_id) from None
             self.revision = ack.seq
             self._renewed_at = started
             return
 
-    async def _adopt_unseen_renewal(self) -> bool:
-        """True when the key holds our own value at a newer revision: a renewal whose reply
-        timed out (nats-server paused a second, say) had landed. Without this, one slow
-        reply would drop a call nobody else owns, and what is said meanwhile with it."""
+    async def _recover(self) -> Literal["renew", "held", "lost"]:
+        """After a failed compare-and-set: is the call still ours after all?
+
+        "renew": the key holds our own value at a revision we never saw (a renewal whose
+        reply timed out had landed). "held": the key lapsed on the server (nats-server was
+        silent longer than the TTL) and nobody took it: taken again, kept if nobody acted
+        on the call meanwhile (`wrote_last`). Without these, one slow reply or a few
+        seconds' silence dropped a call nobody else owned, and what was said until it was
+        re-attached."""
         holder = await self.holder()
-        if holder is None or (holder.worker, holder.attempt) != (self.worker, self.attempt):
+        if holder is None:
+            return "held" if await self._retake() else "lost"
+        ours = (holder.worker, holder.attempt) == (self.worker, self.attempt)
+        if ours and holder.revision > self.revision:
+            self.revision = holder.revision
+            return "renew"
+        return "lost"
+
+    async def _retake(self) -> bool:
+        if self.wrote_last is None:
             return False
-        if holder.revision <= self.revision:
+        started = time.monotonic()
+        try:
+            revision = await self._kv.create(self.call_id, self._value(), msg_ttl=self.ttl_s)
+        except KeyWrongLastSequenceError:
+            return False  # another worker's now
+        # Taken: nobody can act on the call from here on. Nobody did in between either,
+        # unless the call's journal has an event since our last one.
+        if not await self.wrote_last():
+            with contextlib.suppress(NatsError):
+                await self._kv.delete(self.call_id, last=revision)
             return False
-        self.revision = holder.revision
+        self.revision, self._renewed_at = revision, started
         return True
 
     def held(self) -> bool:

@@ -79,6 +79,7 @@ class CallRunner:
             ctx.js, ctx.leases, job.call_id, ctx.worker_id, ctx.settings.session_lease_ttl_s
         )
         self.journal = CallJournal(ctx.js, ctx.events, self.lease)
+        self.lease.wrote_last = self.journal.wrote_last  # may a lapsed lease be taken back?
         self.talk = Conversation(
             job,
             open_sideband(job, ctx.settings, ctx.openai_client),

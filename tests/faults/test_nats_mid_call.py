@@ -1,5 +1,6 @@
-"""nats-server stops answering for a second mid-call (a long GC pause, a stalled disk), or
-restarts: the worker that owns the call keeps it, and no word said meanwhile is lost.
+"""nats-server stops answering mid-call (a long GC pause, a stalled disk), long enough for
+the call's lease to lapse, or restarts: the worker that owns the call keeps it, and no word
+said meanwhile is lost.
 
 Before, a lease renewal that timed out in the pause but landed after it made the next
 renewal fail its compare-and-set: the worker took its own lease for another's, dropped the
@@ -16,6 +17,7 @@ import nats
 from nats.js.api import DeliverPolicy
 
 from shared.events import CALL_EVENTS_STREAM, journal_subject
+from shared.streams import CALL_LEASES_BUCKET
 from switchboard.nats_server import NatsServer
 from tests.faults.test_openai_faults import CALLER_LINES
 from tests.faults.test_openai_faults import CONVERSATION as FAULTS_CONVERSATION
@@ -49,6 +51,29 @@ async def test_a_second_of_silence_from_nats_keeps_the_call_and_every_word(
     report = stack.events.of_type(call.call_id, "call.report")[0].data
     assert report["end_reason"] == "caller_hangup"
     assert report["attempts"] == 1
+
+
+async def test_a_lease_that_lapsed_mid_call_is_taken_back_with_every_word(
+    nats_server: NatsServer, stack: Stack
+) -> None:
+    """The lease's key lapses on the server (as after a silence longer than its TTL) while
+    nobody else takes the call: its owner takes it back and keeps its sideband. Before, it
+    dropped the call, and the words said until a redelivery re-attached it were lost (the
+    whole rest of the call, when the caller hung up first)."""
+    assert stack.simulator is not None
+    call = await stack.simulator.place_call(CONVERSATION)
+    await stack.events.wait_for(call.call_id, "transcript.caller", timeout=30)
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        await (await nc.jetstream().key_value(CALL_LEASES_BUCKET)).purge(call.call_id)
+    finally:
+        await nc.close()
+
+    types, said = await journal_until_report(nats_server, call.call_id)
+    assert types.count("session.attached") == 1, types
+    assert said == CALLER_LINES
+    assert types[-2:] == ["call.ended", "call.report"]
 
 
 async def test_a_nats_restart_mid_call_keeps_the_call_and_every_word(

@@ -131,6 +131,7 @@ async def test_past_its_clock_a_lease_is_confirmed_by_a_renewal(js: JetStreamCon
 
 async def test_past_its_clock_a_lease_another_worker_took_is_lost(js: JetStreamContext) -> None:
     lease = await lease_for(js, "w1", ttl_s=30)
+    lease.wrote_last = nobody_else_wrote  # not taken back all the same: it is w2's
     assert await lease.acquire()
     await past_the_clock(lease)
     await (await js.key_value(CALL_LEASES_BUCKET)).purge("rtc_lease")  # as if lapsed
@@ -149,3 +150,43 @@ async def test_a_released_lease_is_never_confirmed_again(js: JetStreamContext) -
     await declare_topology(js)
     with pytest.raises(LeaseLost):  # ...and the call is not taken back all the same
         await lease.confirm()
+
+
+async def nobody_else_wrote() -> bool:
+    return True  # the call's journal: its last event is this owner's
+
+
+async def someone_else_wrote() -> bool:
+    return False
+
+
+async def test_a_lease_that_lapsed_while_nobody_took_it_is_taken_back(js: JetStreamContext) -> None:
+    """nats-server was silent for longer than the TTL and let the key lapse; nobody took
+    the call, nobody acted on it: the owner takes the lease back instead of dropping it."""
+    lease = await lease_for(js, "w1")
+    lease.wrote_last = nobody_else_wrote
+    assert await lease.acquire()
+    kv = await js.key_value(CALL_LEASES_BUCKET)
+    await kv.purge("rtc_lease")  # as the TTL does
+
+    await lease.renew()  # LeaseLost before
+
+    assert lease.held()
+    assert (await kv.get("rtc_lease")).revision == lease.revision
+    assert not await (await lease_for(js, "w2")).acquire()
+
+
+async def test_a_lapsed_lease_is_not_taken_back_when_the_call_has_news(
+    js: JetStreamContext,
+) -> None:
+    """Somebody wrote to the call's journal since this owner last did: another worker had
+    the call meanwhile. The lease is lost, and the key taken for the check is given up."""
+    lease = await lease_for(js, "w1")
+    lease.wrote_last = someone_else_wrote
+    assert await lease.acquire()
+    await (await js.key_value(CALL_LEASES_BUCKET)).purge("rtc_lease")
+
+    with pytest.raises(LeaseLost):
+        await lease.renew()
+
+    assert await (await lease_for(js, "w2")).acquire()
