@@ -173,10 +173,16 @@ class CallLease:
         except KeyWrongLastSequenceError:
             return False  # another worker's now
         # Taken: nobody can act on the call from here on. Nobody did in between either,
-        # unless the call's journal has an event since our last one.
-        if not await self.wrote_last():
-            with contextlib.suppress(NatsError):
-                await self._kv.delete(self.call_id, last=revision)
+        # unless the call's journal has an event since our last one. A check that cannot
+        # be made gives the key back too: else the next renewal would adopt it unchecked.
+        kept = False
+        try:
+            kept = await self.wrote_last()
+        finally:
+            if not kept:
+                with contextlib.suppress(NatsError):
+                    await self._kv.delete(self.call_id, last=revision)
+        if not kept:
             return False
         self.revision, self._renewed_at = revision, started
         return True

@@ -190,3 +190,24 @@ async def test_a_lapsed_lease_is_not_taken_back_when_the_call_has_news(
         await lease.renew()
 
     assert await (await lease_for(js, "w2")).acquire()
+
+
+async def test_a_lapsed_lease_whose_check_cannot_be_made_is_given_back(
+    js: JetStreamContext,
+) -> None:
+    """The journal cannot be read (its stream electing a leader, say): the key taken for the
+    check is given back, so that no later renewal adopts it unchecked."""
+
+    async def journal_unreadable() -> bool:
+        raise nats.errors.TimeoutError
+
+    lease = await lease_for(js, "w1")
+    lease.wrote_last = journal_unreadable
+    assert await lease.acquire()
+    await (await js.key_value(CALL_LEASES_BUCKET)).purge("rtc_lease")
+
+    with pytest.raises(nats.errors.TimeoutError):
+        await lease.renew()
+    assert await (await lease_for(js, "w2")).acquire()  # given back: free for another worker
+    with pytest.raises(LeaseLost):
+        await lease.renew()
