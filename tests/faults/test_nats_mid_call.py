@@ -18,6 +18,7 @@ from nats.js.api import DeliverPolicy
 
 from shared.events import CALL_EVENTS_STREAM, journal_subject
 from shared.streams import CALL_LEASES_BUCKET
+from simulator import SimulatedCall
 from switchboard.nats_server import NatsServer
 from tests.faults.test_openai_faults import CALLER_LINES
 from tests.faults.test_openai_faults import CONVERSATION as FAULTS_CONVERSATION
@@ -30,9 +31,8 @@ CONVERSATION = FAULTS_CONVERSATION.model_copy(update={"agent_speech_s": 0.5})
 async def test_a_second_of_silence_from_nats_keeps_the_call_and_every_word(
     nats_server: NatsServer, stack: Stack
 ) -> None:
-    assert stack.simulator is not None and nats_server.process is not None
-    call = await stack.simulator.place_call(CONVERSATION)
-    await stack.events.wait_for(call.call_id, "transcript.caller", timeout=30)
+    assert nats_server.process is not None
+    call = await in_conversation(stack)
 
     # Half the lease's TTL: renewals time out meanwhile, and nothing lapses on the server.
     nats_server.process.send_signal(signal.SIGSTOP)
@@ -60,9 +60,7 @@ async def test_a_lease_that_lapsed_mid_call_is_taken_back_with_every_word(
     nobody else takes the call: its owner takes it back and keeps its sideband. Before, it
     dropped the call, and the words said until a redelivery re-attached it were lost (the
     whole rest of the call, when the caller hung up first)."""
-    assert stack.simulator is not None
-    call = await stack.simulator.place_call(CONVERSATION)
-    await stack.events.wait_for(call.call_id, "transcript.caller", timeout=30)
+    call = await in_conversation(stack)
 
     nc = await nats.connect(nats_server.url)
     try:
@@ -79,9 +77,7 @@ async def test_a_lease_that_lapsed_mid_call_is_taken_back_with_every_word(
 async def test_a_nats_restart_mid_call_keeps_the_call_and_every_word(
     nats_server: NatsServer, stack: Stack
 ) -> None:
-    assert stack.simulator is not None
-    call = await stack.simulator.place_call(CONVERSATION)
-    await stack.events.wait_for(call.call_id, "transcript.caller", timeout=30)
+    call = await in_conversation(stack)
 
     await asyncio.to_thread(nats_server.restart)  # the same store, down for a moment
 
@@ -91,6 +87,14 @@ async def test_a_nats_restart_mid_call_keeps_the_call_and_every_word(
     assert types.count("session.attached") == 1, types
     assert said == CALLER_LINES
     assert types[-2:] == ["call.ended", "call.report"]
+
+
+async def in_conversation(stack: Stack) -> SimulatedCall:
+    """A call, once the caller has said the first line."""
+    assert stack.simulator is not None
+    call = await stack.simulator.place_call(CONVERSATION)
+    await stack.events.wait_for(call.call_id, "transcript.caller", timeout=30)
+    return call
 
 
 async def journal_until_report(server: NatsServer, call_id: str) -> tuple[list[str], list[str]]:
