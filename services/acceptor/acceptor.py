@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -92,9 +91,9 @@ class CallAcceptor:
         probe: SidebandProbe | None = None,
         sip_calls: SipCalls | None = None,
         shed_after_s: float = 0.0,
-        owner: str = "",
+        owner: str,
     ) -> None:
-        self._owner = owner or secrets.token_hex(6)  # this process, in the claims it writes
+        self._owner = owner  # this process, in the claims it writes
         self._js = js
         self._claims = claims
         self._events = events
@@ -140,9 +139,9 @@ class CallAcceptor:
         if resumed and claim.owner != self._owner:
             # Another process's handling, maybe still under way: its accept can be in flight,
             # which the sideband does not show yet. Left to it until none can land.
-            until = left_to_owner_until(call, self._deadline_s + PROBE_GRACE_S)
-            if time.time() < until:
-                raise DecidedElsewhere(until - time.time())
+            left = left_to_owner_until(call, self._deadline_s + PROBE_GRACE_S) - time.time()
+            if left > 0:
+                raise DecidedElsewhere(left)
         if resumed and await self._accepted_before(call):
             # An earlier handling's accept went through and it stopped before the hand-off
             # was done (it died, or JetStream refused writes for longer than we retried):

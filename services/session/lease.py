@@ -178,14 +178,13 @@ class CallLease:
         kept = False
         try:
             kept = await self.wrote_last()
+            if kept:
+                self.revision, self._renewed_at = revision, started
+            return kept
         finally:
             if not kept:
                 with contextlib.suppress(NatsError):
                     await self._kv.delete(self.call_id, last=revision)
-        if not kept:
-            return False
-        self.revision, self._renewed_at = revision, started
-        return True
 
     def held(self) -> bool:
         """True while the last renewal still covers now."""
