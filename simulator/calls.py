@@ -63,6 +63,7 @@ class SimulatedCall:
         self.accept_count = 0  # accepts answered 200
         self.accept_attempts = 0  # every accept request, failed ones included
         self.reject_status: int | None = None
+        self.reject_attempts = 0  # every reject request, refused ones included
         self.end_reason: EndReason | None = None
         self.attach_count = 0
         self.refer_targets: list[str] = []

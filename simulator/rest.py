@@ -50,6 +50,7 @@ async def accept(
 
 def reject(call: SimulatedCall, body: Any) -> web.Response:
     """`POST …/reject` `{status_code?}`: only a ringing call."""
+    call.reject_attempts += 1
     body = body if body is not None else {}
     if not isinstance(body, dict):
         return error_response(400, "The body must be a JSON object.", "invalid_request_error", None)

@@ -5,7 +5,9 @@ so replicas and redeliveries cannot accept twice; a claim another process may st
 deciding is left to it until its deadline) while the agent is picked, check the
 deadline, admit it (a session slot and the agent's limit, reserved in KV), accept with
 retries only while the call can still be answered, then hand the call to the session
-workers.
+workers. Every decision ends in an event on the call's journal (`call.accepted`,
+`call.rejected`, ...): a redelivered webhook reads what was decided there, so the claim
+is written once per call.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Literal
 import openai
 from nats.js import JetStreamContext
 from nats.js.api import Header
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from services.acceptor.call_apis import call_apis
@@ -34,7 +36,13 @@ from shared.agents import AgentProfile
 from shared.backoff import Backoff
 from shared.call_control import call_control
 from shared.calls import IncomingCall, SessionJob
-from shared.events import CallEvent, CallEventPublisher, EventType
+from shared.events import (
+    CALL_EVENTS_STREAM,
+    CallEvent,
+    CallEventPublisher,
+    EventType,
+    journal_subject,
+)
 from shared.logging import bound, fields
 from shared.reservations import Admission, Reservation
 from shared.streams import SESSION_JOB_SUBJECT, SESSIONS_STREAM
@@ -136,6 +144,15 @@ class CallAcceptor:
         if claim.state == "accepted" and claim.agent is not None:
             # An earlier version's claim: OpenAI accepted, the paperwork may be unfinished.
             return await self._finish_accepted(call, claim.agent, "resumed after a failed write")
+        if resumed:
+            decided = await self._decided_before(call)
+            if decided == EventType.CALL_ACCEPTED:
+                # Accepted, and the hand-off may be unfinished: made sure of (idempotent).
+                booking = self._admission.booking_of(call.call_id)
+                await self._hand_to_workers(call, agent, booking)
+                return AcceptOutcome("duplicate", "accepted before")
+            if decided is not None:
+                return AcceptOutcome("duplicate", f"decided before: {decided}")
         if resumed and claim.owner != self._owner:
             # Another process's handling, maybe still under way: its accept can be in flight,
             # which the sideband does not show yet. Left to it until none can land.
@@ -143,14 +160,13 @@ class CallAcceptor:
             if left > 0:
                 raise DecidedElsewhere(left)
         if resumed and await self._accepted_before(call):
-            # An earlier handling's accept went through and it stopped before the hand-off
-            # was done (it died, or JetStream refused writes for longer than we retried):
-            # accepting again would answer the call twice.
+            # An earlier handling's accept went through and it stopped before it said so
+            # (it died, or JetStream refused writes for longer than we retried): accepting
+            # again would answer the call twice.
             return await self._finish_accepted(call, agent, "confirmed by the sideband")
         deadline = call.received_at.timestamp() + self._deadline_s
         if time.time() >= deadline:
             await self._publish(call, EventType.CALL_MISSED, {"reason": "deadline"}, "missed")
-            await self._decided(call)
             return AcceptOutcome("expired")
         if call.received_stream_seq:
             self._events.prime(call.call_id, call.received_stream_seq, 1)
@@ -160,7 +176,6 @@ class CallAcceptor:
             # The other API's webhook of this SIP call answers it: this one is on record.
             data = choice.superseded_data(call)
             await self._publish(call, EventType.CALL_SUPERSEDED, data, "superseded")
-            await self._decided(call)
             return AcceptOutcome("superseded", f"answered through {choice.api}")
         if self._shed_after_s and time.time() - call.received_at.timestamp() >= self._shed_after_s:
             # This webhook waited so long that calls arrive faster than we decide them: refuse
@@ -169,21 +184,18 @@ class CallAcceptor:
             # API choice: only the webhook that answers the SIP call may reject it.
             shed = Reservation(call.call_id, False, OVERLOADED)
             outcome = await self._reject(call, agent, shed, deadline)
-            await self._decided(call)
             return outcome
         reservation = await self._admission.reserve(call.call_id, agent, deadline)
         if not reservation.admitted:
             outcome = await self._reject(call, agent, reservation, deadline)
         else:
             outcome = await self._accept(call, agent, reservation, deadline)
-        await self._decided(call)
         return outcome
 
     async def _finish_accepted(
         self, call: IncomingCall, agent: AgentProfile, detail: str
     ) -> AcceptOutcome:
         await self._hand_to_workers(call, agent, self._admission.booking_of(call.call_id))
-        await self._decided(call)
         return AcceptOutcome("accepted", detail)
 
     async def _accepted_before(self, call: IncomingCall) -> bool:
@@ -217,7 +229,7 @@ class CallAcceptor:
         if result.kind == "ok":
             metrics.WEBHOOK_TO_ACCEPT_SECONDS.observe(time.time() - call.received_at.timestamp())
             # From here the call is answered: it must reach a worker, whatever fails next.
-            # No claim write says so: a handling cut short before the hand-off leaves the
+            # No claim write says so: a handling cut short before `call.accepted` leaves the
             # claim `accepting`, and its redelivery asks the sideband (`_accepted_before`).
             await self._hand_to_workers(call, agent, reservation.booking)
             return AcceptOutcome("accepted", result.detail)
@@ -341,10 +353,15 @@ class CallAcceptor:
                 return None
             return stored, True
 
-    async def _decided(self, call: IncomingCall) -> None:
-        """The claim says `done`: any later delivery for the call is a duplicate."""
-        done = Claim(webhook_id=call.webhook_id, state="done", owner=self._owner)
-        await self._claims.put(call.call_id, done.encode())
+    async def _decided_before(self, call: IncomingCall) -> str | None:
+        """What an earlier handling of this webhook decided: the type of the call's last
+        event when it follows `call.received` (the decision, or what came of it), else None."""
+        try:
+            last = await self._js.get_last_msg(CALL_EVENTS_STREAM, journal_subject(call.call_id))
+        except NotFoundError:
+            return None
+        event = CallEvent.model_validate_json(last.data or b"")
+        return None if event.type == EventType.CALL_RECEIVED else event.type
 
     async def _publish(
         self, call: IncomingCall, type: EventType, data: dict[str, Any], key: str

@@ -1,20 +1,23 @@
 """The claim of one call id in KV `call_claims`: created once (so one accept per call,
-across replicas and redeliveries), then moved along as the decision progresses.
+across replicas and redeliveries), and not written again.
 
-`accepting`: the webhook is being decided by `owner`, one acceptor process (an accept may
-have gone out: a redelivery that finds it asks the call's sideband before accepting,
-`CallAcceptor._accepted_before`); `done`: decided and, if accepted, handed to the workers. A
-redelivery of the very webhook resumes from `accepting`; any other delivery for the call is
-a duplicate.
+`accepting`: the webhook is decided by `owner`, one acceptor process. A redelivery of the
+very webhook resumes from it; any other delivery for the call is a duplicate. What the
+resumed handling finds decided is on the call's journal (the event that follows
+`call.received`: `call.accepted`, whose hand-off is then done again, or any other
+decision); with nothing there, an accept may still have gone out, so the call's sideband
+is asked before accepting (`CallAcceptor._accepted_before`).
 
 The owner tells a resumption whose earlier handling is known to be over (its own process's,
 which failed and is tried again there) from one that may still be under way elsewhere (a
 replica whose in-progress beats were lost): an accept of that one can still be in flight,
 which no sideband shows yet, so the call is left to it until its deadline has passed.
 
-`accepted` (with `agent`: OpenAI accepted, the hand-off may be unfinished) is no longer
-written: it cost every accepted call a write that the sideband's answer makes redundant.
-Claims that say it, written before, are still finished by their redelivery.
+`accepted` (with `agent`: OpenAI accepted, the hand-off may be unfinished) and `done`
+(decided) are no longer written: each cost every call a write (a round trip costs more CPU
+than the work in it) that the journal and the sideband make redundant. Claims that say
+them, written before, are still read as they were: finished by their redelivery, and a
+duplicate.
 """
 
 from __future__ import annotations

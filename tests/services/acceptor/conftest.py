@@ -8,6 +8,7 @@ arrival time exactly; session workers are represented by what they write to KV b
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -18,13 +19,19 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import Header
 
 from services.acceptor.config import AcceptorSettings
 from services.acceptor.main import Acceptor
-from shared.calls import IncomingCall, SipHeader
+from shared.calls import IncomingCall, SessionJob, SipHeader
 from shared.settings import Settings
-from shared.streams import INCOMING_CALL_SUBJECT, WEBHOOKS_STREAM, WORKER_SLOTS_BUCKET
+from shared.streams import (
+    INCOMING_CALL_SUBJECT,
+    SESSION_JOB_SUBJECT,
+    WEBHOOKS_STREAM,
+    WORKER_SLOTS_BUCKET,
+)
 from simulator import CallerScript, Faults, SimulatedCall, Simulator
 from switchboard.nats_server import NatsServer
 from tests.stack import API_KEY, EventLog, new_webhook_secret
@@ -171,6 +178,59 @@ class Rig:
     def decision(self, call: SimulatedCall) -> dict:
         [event] = [e for e in self.events.by_call[call.call_id] if e.type in DECISIONS]
         return event.data
+
+
+class Jobs:
+    """Session jobs as the acceptor publishes them (a core subscription sees each one)."""
+
+    def __init__(self) -> None:
+        self.seen: list[SessionJob] = []
+        self._changed = asyncio.Condition()
+
+    async def start(self, rig: Rig) -> Jobs:
+        async def on_job(msg) -> None:
+            async with self._changed:
+                self.seen.append(SessionJob.model_validate_json(msg.data))
+                self._changed.notify_all()
+
+        assert rig.nc is not None
+        await rig.nc.subscribe(SESSION_JOB_SUBJECT, cb=on_job)
+        return self
+
+    async def one(self) -> SessionJob:
+        async with asyncio.timeout(10):
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.seen)
+        [job] = self.seen
+        return job
+
+
+class Acks:
+    """The acceptor's acks of webhook deliveries, as they go out (a core subscription to
+    the WEBHOOKS stream's ack subjects, which carry in-progress beats and naks too): a
+    webhook acked is a webhook whose handling finished, every write of it made."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Condition()
+
+    async def start(self, rig: Rig) -> Acks:
+        async def on_ack(msg: Msg) -> None:
+            if msg.data not in (b"", b"+ACK"):  # an in-progress beat, a nak, a term
+                return
+            async with self._changed:
+                self.count += 1
+                self._changed.notify_all()
+
+        assert rig.nc is not None
+        await rig.nc.subscribe(f"$JS.ACK.{WEBHOOKS_STREAM}.>", cb=on_ack)
+        await rig.nc.flush()
+        return self
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.count >= count)
 
 
 @pytest.fixture

@@ -13,18 +13,17 @@ from pathlib import Path
 import pytest
 from nats.js.api import Header
 
-from shared.calls import IncomingCall, SessionJob, SipHeader
+from shared.calls import IncomingCall, SipHeader
 from shared.live_accept import live_session
 from shared.streams import (
     INCOMING_CALL_SUBJECT,
     LIVE_INCOMING_CALL_SUBJECT,
-    SESSION_JOB_SUBJECT,
     WEBHOOKS_STREAM,
 )
 from simulator import CallerScript, Faults
 from simulator.live import LiveSession
 from switchboard.nats_server import NatsServer
-from tests.services.acceptor.conftest import AGENTS, Rig
+from tests.services.acceptor.conftest import AGENTS, Jobs, Rig
 
 LIVE_NUMBER = "+61468002103"
 AGENTS_WITH_LIVE = (
@@ -81,31 +80,6 @@ async def decided(rig: Rig, call_id: str, types: tuple[str, ...]) -> str:
 
     await rig.events.wait_until(found, 15)
     return found()[0]
-
-
-class Jobs:
-    """Session jobs as the acceptor publishes them (a core subscription sees each one)."""
-
-    def __init__(self) -> None:
-        self.seen: list[SessionJob] = []
-        self._changed = asyncio.Condition()
-
-    async def start(self, rig: Rig) -> Jobs:
-        async def on_job(msg) -> None:
-            async with self._changed:
-                self.seen.append(SessionJob.model_validate_json(msg.data))
-                self._changed.notify_all()
-
-        assert rig.nc is not None
-        await rig.nc.subscribe(SESSION_JOB_SUBJECT, cb=on_job)
-        return self
-
-    async def one(self) -> SessionJob:
-        async with asyncio.timeout(10):
-            async with self._changed:
-                await self._changed.wait_for(lambda: self.seen)
-        [job] = self.seen
-        return job
 
 
 async def test_a_live_call_is_accepted_through_live_with_the_sdks_session(rig: Rig) -> None:

@@ -1,7 +1,8 @@
 """A webhook taken up again after OpenAI accepted its call (a write failed, or the acceptor
-died) finishes the paperwork and never accepts again, whether or not its claim got to say
-so; a claim another acceptor may still be deciding is left to it until the call's deadline;
-a webhook whose handling failed comes back after a growing delay."""
+died) finishes the paperwork and never accepts again, whether its decision reached the
+journal or not; one whose decision is on the journal is a duplicate; a claim another
+acceptor may still be deciding is left to it until the call's deadline; a webhook whose
+handling failed comes back after a growing delay; a claim is written once per call."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 import openai
-from nats.js.kv import KeyValue
+from prometheus_client import REGISTRY
 
 from services.acceptor.retries import redelivery_delay
 from shared.accept_body import accept_body
 from shared.agents import AgentProfile
-from shared.calls import IncomingCall, SessionJob, SipHeader
-from shared.streams import ACCEPTOR_MAX_DELIVER, CALL_CLAIMS_BUCKET, SESSIONS_STREAM
+from shared.calls import IncomingCall, SipHeader
+from shared.streams import (
+    ACCEPTOR_MAX_DELIVER,
+    CALL_CLAIMS_BUCKET,
+    INCOMING_CALL_SUBJECT,
+    WEBHOOKS_STREAM,
+)
 from simulator import CallerScript, SimulatedCall
-from tests.services.acceptor.conftest import Rig
+from tests.services.acceptor.conftest import Acks, Jobs, Rig
 from tests.stack import API_KEY
 
 SALON = AgentProfile(
@@ -36,6 +42,7 @@ async def test_an_accepted_claim_is_resumed_not_accepted_again(rig: Rig) -> None
         name="salon", model="gpt-realtime-2.1", voice="marin", instructions="…", greeting="Hi"
     )
     # What a crash right after OpenAI's 200 leaves behind; the deadline is long past, too.
+    jobs = await Jobs().start(rig)
     claims = await js.key_value(CALL_CLAIMS_BUCKET)
     claim = {"webhook_id": webhook_id, "state": "accepted", "agent": agent.model_dump(mode="json")}
     await claims.create(call.call_id, json.dumps(claim).encode())
@@ -49,11 +56,9 @@ async def test_an_accepted_claim_is_resumed_not_accepted_again(rig: Rig) -> None
     )
 
     assert await rig.outcome(call) == "call.accepted"
-    await until_claim_done(claims, call.call_id)  # written after the session job
+    job = await jobs.one()
 
     assert (call.accept_count, call.accept_attempts) == (0, 0)  # no accept was even tried
-    stored = await js.get_last_msg(SESSIONS_STREAM, "sessions.jobs")
-    job = SessionJob.model_validate_json(stored.data or b"")
     assert (job.call_id, job.agent.name) == (call.call_id, "salon")
 
 
@@ -93,16 +98,13 @@ async def test_a_claim_that_never_said_accepted_is_checked_before_accepting_agai
     rig: Rig,
 ) -> None:
     await rig.workers(5)
+    jobs = await Jobs().start(rig)
     call_id = await interrupted_after_the_accept(rig, accepted=True)
     call = rig.simulator.calls[call_id]
 
     assert await rig.outcome(call) == "call.accepted"
-    assert rig.nc is not None
-    await until_claim_done(await rig.nc.jetstream().key_value(CALL_CLAIMS_BUCKET), call_id)
-
+    assert (await jobs.one()).call_id == call_id
     assert call.accept_count == 1  # the first handling's, not a second one
-    stored = await rig.nc.jetstream().get_last_msg(SESSIONS_STREAM, "sessions.jobs")
-    assert SessionJob.model_validate_json(stored.data or b"").call_id == call_id
 
 
 async def test_a_claim_interrupted_before_its_accept_is_accepted_once(rig: Rig) -> None:
@@ -158,37 +160,73 @@ async def test_a_claim_another_acceptor_left_before_accepting_is_missed_past_its
     assert call.accept_attempts == 0
 
 
-async def test_an_accepted_call_s_claim_says_accepting_then_done_and_nothing_between(
-    rig: Rig,
-) -> None:
-    """One claim write after the create: the crash between the accept and the hand-off is
-    covered by the sideband question above, not by a write every call pays for."""
-    await rig.workers(5)
+async def test_a_call_s_claim_is_written_once_whatever_is_decided(rig: Rig) -> None:
+    """The claim's create is its only write: the decision's event on the journal says the
+    rest (one round trip per call fewer than a `done` write)."""
+    await rig.workers(1)
     assert rig.nc is not None
     claims = await rig.nc.jetstream().key_value(CALL_CLAIMS_BUCKET)
-    watcher = await claims.watchall()  # the bucket keeps one value per key: watch them come
-    try:
-        call = await rig.ring(to="+18005551212")
-        assert await rig.outcome(call) == "call.accepted"
-        states: list[str] = []
-        while "done" not in states:
-            entry = await watcher.updates(timeout=10)
-            if entry is not None and entry.key == call.call_id and entry.value:
-                states.append(json.loads(entry.value)["state"])
-    finally:
-        await watcher.stop()
-    assert states == ["accepting", "done"]
+    acks = await Acks().start(rig)
+    accepted = await rig.ring(to="+18005551212")
+    assert await rig.outcome(accepted) == "call.accepted"
+    refused = await rig.ring(to="+18005551212")  # the one slot is taken
+    assert await rig.outcome(refused) == "call.rejected"
+    await acks.wait_for(2)  # both handlings finished, every write made
+
+    for call in (accepted, refused):
+        entry = await claims.get(call.call_id)
+        assert json.loads(entry.value or b"")["state"] == "accepting"
+        first = await claims.watch(call.call_id, include_history=True)
+        try:
+            created = await first.updates(timeout=5)
+            assert created is not None and created.revision == entry.revision
+        finally:
+            await first.stop()
 
 
-async def until_claim_done(claims: KeyValue, call_id: str) -> None:
-    watcher = await claims.watch(call_id)
-    try:
-        while True:
-            entry = await watcher.updates(timeout=10)
-            if entry is not None and entry.value and json.loads(entry.value)["state"] == "done":
-                return
-    finally:
-        await watcher.stop()
+async def test_a_webhook_redelivered_after_its_decision_is_a_duplicate(rig: Rig) -> None:
+    """Its claim says `accepting` (never written again), the journal holds the decision: no
+    second accept or reject, no second event, and the webhook is acked."""
+    await rig.workers(1)
+    acks = await Acks().start(rig)
+    accepted, refused = [
+        await rig.simulator.place_call(CallerScript(), to="+18005551212") for _ in range(2)
+    ]
+    webhooks = [
+        IncomingCall(
+            webhook_id="wh_" + secrets.token_hex(8),
+            call_id=call.call_id,
+            received_at=datetime.now(UTC),
+            sip_headers=[SipHeader(name="To", value="sip:+18005551212@sip.example.com")],
+        )
+        for call in (accepted, refused)
+    ]
+    await rig.publish(webhooks[0])
+    assert await rig.outcome(accepted) == "call.accepted"
+    await rig.publish(webhooks[1])
+    assert await rig.outcome(refused) == "call.rejected"  # the one slot is taken
+    await acks.wait_for(2)
+
+    # The same webhooks again, as a redelivery after a lost ack would bring them (new
+    # messages: the stream's duplicate window would drop the same msg ids).
+    duplicates = decisions("duplicate")
+    assert rig.nc is not None
+    for incoming in webhooks:
+        await rig.nc.jetstream().publish(
+            INCOMING_CALL_SUBJECT, incoming.model_dump_json().encode(), stream=WEBHOOKS_STREAM
+        )
+    await acks.wait_for(4)
+
+    assert decisions("duplicate") == duplicates + 2
+    assert (accepted.accept_attempts, accepted.reject_attempts) == (1, 0)
+    assert (refused.accept_attempts, refused.reject_attempts) == (0, 1)
+    assert [e.type for e in rig.events.by_call[accepted.call_id]] == ["call.accepted"]
+    assert [e.type for e in rig.events.by_call[refused.call_id]] == ["call.rejected"]
+
+
+def decisions(outcome: str) -> float:
+    labels = {"outcome": outcome}
+    return REGISTRY.get_sample_value("switchboard_accept_decisions_total", labels) or 0.0
 
 
 def test_a_failed_webhook_comes_back_sooner_first_then_every_second() -> None:
