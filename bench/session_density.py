@@ -20,8 +20,11 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import sys
 import time
 from collections import Counter
+
+import httpx
 
 from bench.machine import save, table
 from bench.session_stack import AcceptPath, Bench, histogram_quantile
@@ -97,7 +100,9 @@ async def _run(
         worker = await bench.add_worker("dense", calls, SIDEBAND_MODULES[sideband])
         idle_rss = worker.rss_kib()
         script = chatty_caller(calls / ramp_rate + window_s + 60)
-        started = time.monotonic()
+        started, own_cpu = time.monotonic(), time.process_time()
+        lags: list[float] = []
+        probe = asyncio.create_task(_loop_lag(lags))
         placed = await _place(bench, script, calls, ramp_rate, api)
         ids = [c.call_id for c in placed]
 
@@ -112,7 +117,28 @@ async def _run(
         with contextlib.suppress(TimeoutError):
             await bench.arrivals.wait(lambda: decided() == calls, timeout=calls / ramp_rate + 60)
         outcomes = Counter(_outcome(bench, i) for i in ids)
+        # Why calls were missed: `deadline` (the acceptor read the webhook too late to
+        # answer it) or `caller_gone` (the caller hung up before the accept).
+        missed_why = Counter(
+            str(e.data.get("reason")) for i in ids for e in bench.arrivals.events(i, "call.missed")
+        )
+        _where_missed_calls_waited([c for c in placed if _outcome(bench, c.call_id) == "missed"])
         ramp_s = time.monotonic() - started
+        # The load generator and OpenAI's stand-in share one process and its event loop: at
+        # one core it is the bottleneck, and its webhooks wait in it (see the missed calls).
+        bench_cores = (time.process_time() - own_cpu) / ramp_s
+        probe.cancel()
+        lags.sort()
+        print(
+            f"the benchmark's own event loop, late by: p50 {lags[len(lags) // 2] * 1000:.0f} ms,"
+            f" p99 {lags[int(len(lags) * 0.99)] * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms",
+            file=sys.stderr,
+        )
+        ingress_p99 = None
+        if bench.ingress_url is not None:
+            async with httpx.AsyncClient() as http:
+                text = (await http.get(f"{bench.ingress_url}/metrics")).text
+            ingress_p99 = histogram_quantile(text, "switchboard_webhook_duration_seconds", 0.99)
         before = await worker.metrics()
         cpu_before, at = worker.cpu_s(), time.monotonic()
         await asyncio.sleep(window_s)  # the measurement window itself
@@ -132,8 +158,11 @@ async def _run(
             "accept_path": accept_path,
             "calls": calls,
             **{kind: outcomes.get(kind, 0) for kind in OUTCOMES},
+            "missed_why": ", ".join(f"{why} {n}" for why, n in missed_why.most_common()) or "-",
             "live_at_end_of_window": live,
             "ramp_s": round(ramp_s, 1),
+            "bench_cores_in_ramp": round(bench_cores, 2),
+            "ingress_webhook_p99_s_le": ingress_p99,
             "window_s": window_s,
             "events_per_s_offered": calls * RATE,
             "worker_cpu_cores": round(cpu, 2),
@@ -144,6 +173,45 @@ async def _run(
             "publish_p99_ms_le": None if p99 is None else p99 * 1000,
             "ramp_publish_p99_ms_le": None if ramp_p99 is None else ramp_p99 * 1000,
         }
+
+
+async def _loop_lag(lags: list[float], period_s: float = 0.01) -> None:
+    """How late this process's event loop wakes a 10 ms timer: the simulated OpenAI's own
+    delay in everything it sends (webhooks among them)."""
+    while True:
+        at = time.monotonic()
+        await asyncio.sleep(period_s)
+        lags.append(time.monotonic() - at - period_s)
+
+
+def _where_missed_calls_waited(missed: list) -> None:  # type: ignore[type-arg]
+    """Where a missed call's ring went: until its webhook left the simulated OpenAI (its
+    sender waits for a free connection), until the ingress answered it, until the accept."""
+    if not missed:
+        return
+
+    def spans(start: str, end: str) -> str:
+        waits = sorted(
+            c.timeline[end] - c.timeline[start]
+            for c in missed
+            if start in c.timeline and end in c.timeline
+        )
+        if not waits:
+            return "-"
+        return f"p50 {waits[len(waits) // 2]:.2f} s, max {waits[-1]:.2f} s ({len(waits)})"
+
+    print(f"missed calls: {len(missed)}", file=sys.stderr)
+    print(f"  ringing → webhook sent:      {spans('ringing', 'webhook_sent')}", file=sys.stderr)
+    print(
+        f"  webhook sent → 200:          {spans('webhook_sent', 'webhook_delivered')}",
+        file=sys.stderr,
+    )
+    print(
+        f"  200 → accept request:        {spans('webhook_delivered', 'accept_received')}",
+        file=sys.stderr,
+    )
+    attempts = Counter(len(c.webhook_attempts) for c in missed)
+    print(f"  webhook attempts: {dict(sorted(attempts.items()))}", file=sys.stderr)
 
 
 OUTCOMES = ("attached", "refused_overloaded", "refused_other", "missed", "failed", "undecided")

@@ -109,9 +109,15 @@ class WorkerProcess:
 
 @dataclass
 class Arrivals:
-    """Every call event with the monotonic time it reached us."""
+    """Every call event with the monotonic time it reached us, indexed by call and type:
+    a benchmark asks "has every call got X yet?" on each of thousands of events a second,
+    and a scan of every call's events each time made this process (which also plays
+    OpenAI) the bottleneck of the density run."""
 
     by_call: dict[str, list[tuple[float, CallEvent]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    by_type: dict[tuple[str, str], list[tuple[float, CallEvent]]] = field(
         default_factory=lambda: defaultdict(list)
     )
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -121,18 +127,22 @@ class Arrivals:
 
         async def on_event(msg: nats.aio.msg.Msg) -> None:
             event = CallEvent.model_validate_json(msg.data)
-            self.by_call[event.call_id].append((time.monotonic(), event))
+            arrived = (time.monotonic(), event)
+            self.by_call[event.call_id].append(arrived)
+            self.by_type[event.call_id, event.type].append(arrived)
             self.changed.set()
 
         await nc.subscribe("calls.events.>", cb=on_event)
         return nc
 
     def events(self, call_id: str, type: str | None = None) -> list[CallEvent]:
-        return [e for _, e in self.by_call[call_id] if type is None or e.type == type]
+        if type is not None:
+            return [e for _, e in self.by_type.get((call_id, type), ())]
+        return [e for _, e in self.by_call[call_id]]
 
     def first(self, call_id: str, type: str, **data: object) -> float | None:
-        for at, e in self.by_call[call_id]:
-            if e.type == type and all(e.data.get(k) == v for k, v in data.items()):
+        for at, e in self.by_type.get((call_id, type), ()):
+            if all(e.data.get(k) == v for k, v in data.items()):
                 return at
         return None
 
@@ -162,6 +172,7 @@ class Bench:
         self.workers: list[WorkerProcess] = []
         self.arrivals = Arrivals()
         self.accept_pids: dict[str, int] = {}  # ingress and acceptor, when processes
+        self.ingress_url: str | None = None  # when a process
         self._services = ExitStack()
         self._nc: nats.aio.client.Client | None = None
 
@@ -183,7 +194,15 @@ class Bench:
 
     async def _start_accept_processes(self, agents: Path | None) -> None:
         secret, port, metrics_port = _secret(), free_port(), free_port()
-        self.simulator = Simulator(API_KEY, secret, f"http://127.0.0.1:{port}{WEBHOOK_PATH}")
+        # OpenAI's stand-in shares this process with thousands of calls' media: its webhooks
+        # leave from a thread and event loop of their own, with as many connections as the
+        # ramp needs, as OpenAI's would. On one loop with 10 connections they waited ~20 s
+        # at 2,000 calls on 2 cores, and their calls rang out in the simulator before the
+        # webhook left it (`_where_missed_calls_waited` in bench/session_density.py).
+        self.simulator = Simulator(
+            API_KEY, secret, f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
+            webhook_concurrency=100, webhook_thread=True,
+        )  # fmt: skip
         await self.simulator.start()
         env = {
             "NATS_URL": self.server.url,
@@ -201,6 +220,7 @@ class Bench:
             self.accept_pids[name] = proc.pid
         for ready in (port, metrics_port):
             await wait_http(f"http://127.0.0.1:{ready}/readyz", timeout=60)
+        self.ingress_url = f"http://127.0.0.1:{port}"
 
     async def add_worker(
         self, worker_id: str, capacity: int, module: str = "switchboard.cli", **env: str
@@ -235,10 +255,15 @@ class Bench:
 def histogram_quantile(metrics_text: str, name: str, q: float, before: str = "") -> float | None:
     """The bucket bound under which a fraction `q` of observations fell (after - before)."""
 
-    def buckets(text: str) -> dict[float, float]:
-        found = {}
-        for le, count in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M):
-            found[float("inf") if le == "+Inf" else float(le)] = float(count)
+    def buckets(text: str) -> dict[float, float]:  # summed over the other labels
+        found: dict[float, float] = {}
+        for labels, count in re.findall(rf"^{name}_bucket{{([^}}]*)}} (\S+)$", text, re.M):
+            found_le = re.search(r'le="([^"]+)"', labels)
+            if found_le is None:
+                continue
+            le = found_le.group(1)
+            bound = float("inf") if le == "+Inf" else float(le)
+            found[bound] = found.get(bound, 0.0) + float(count)
         return found
 
     after, base = buckets(metrics_text), buckets(before)

@@ -177,6 +177,7 @@ class SimulatedCall:
     # -- life cycle ---------------------------------------------------------------------------
 
     def start_ringing(self, accept_window_s: float) -> None:
+        self.mark("ringing")
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(accept_window_s, self._miss))
 

@@ -27,7 +27,7 @@ from simulator.calls import TERMINAL, SimulatedCall
 from simulator.faults import Faults
 from simulator.live.surface import LiveSurface
 from simulator.rest import error_response, not_found
-from simulator.webhooks import WebhookSender, incoming_call_event, new_webhook_id
+from simulator.webhooks import SenderThread, WebhookSender, incoming_call_event, new_webhook_id
 
 log = logging.getLogger("simulator")
 
@@ -50,6 +50,7 @@ class Simulator:
         webhook_max_attempts: int = 8,
         accept_window_s: float = 15.0,
         webhook_concurrency: int = 10,
+        webhook_thread: bool = False,  # deliver from a thread of its own (benchmarks)
     ) -> None:
         self._api_key = api_key
         self._webhook_secret = webhook_secret
@@ -60,6 +61,7 @@ class Simulator:
         self.webhook_max_attempts = webhook_max_attempts
         self.accept_window_s = accept_window_s
         self.webhook_concurrency = webhook_concurrency
+        self.webhook_thread = webhook_thread
         self.calls: dict[str, SimulatedCall] = {}
         self.host = "127.0.0.1"
         self.port = 0
@@ -67,7 +69,7 @@ class Simulator:
         self._live: set[str] = set()  # calls not yet in a terminal state
         self._all_done: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
-        self._sender: WebhookSender | None = None
+        self._sender: WebhookSender | SenderThread | None = None
         self.live = LiveSurface(self)  # GPT-Live's REST and sideband (simulator/live/)
 
     def __repr__(self) -> str:  # never shows the key or secret
@@ -93,7 +95,7 @@ class Simulator:
         await site.start()
         self.host = host
         self.port = self._runner.addresses[0][1]
-        self._sender = WebhookSender(
+        self._sender = (SenderThread if self.webhook_thread else WebhookSender)(
             self.webhook_url,
             self._webhook_secret,
             timeout_s=self.webhook_timeout_s,

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -138,3 +139,51 @@ class WebhookSender:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class SenderThread:
+    """A `WebhookSender` on an event loop of its own, in a thread of its own.
+
+    For benchmarks: OpenAI does not hold a call's webhook behind the media of thousands of
+    other calls, but one event loop playing both does (measured: with 2,000 chatty calls
+    on 2 cores, webhooks waited ~20 s in the simulator, and their calls rang out there).
+    The attempt callbacks run on the caller's loop, as with `WebhookSender`.
+    """
+
+    def __init__(self, url: str, secret: str, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="webhooks", daemon=True)
+        self._thread.start()
+        self._sender = asyncio.run_coroutine_threadsafe(
+            self._make(url, secret, options), self._loop
+        ).result()
+
+    @staticmethod
+    async def _make(url: str, secret: str, options: dict[str, Any]) -> WebhookSender:
+        return WebhookSender(url, secret, **options)  # its HTTP client belongs to this loop
+
+    async def deliver(
+        self,
+        webhook_id: str,
+        body: bytes,
+        on_attempt: AttemptHook,
+        on_send: Callable[[], None] | None = None,
+    ) -> bool:
+        caller = asyncio.get_running_loop()
+
+        def attempted(wid: str, status: int | None, latency: float) -> None:
+            caller.call_soon_threadsafe(on_attempt, wid, status, latency)
+
+        def sent() -> None:
+            if on_send is not None:
+                caller.call_soon_threadsafe(on_send)
+
+        delivery = self._sender.deliver(webhook_id, body, attempted, sent)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(delivery, self._loop))
+
+    async def aclose(self) -> None:
+        closing = asyncio.run_coroutine_threadsafe(self._sender.aclose(), self._loop)
+        await asyncio.wrap_future(closing)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, 5)
+        self._loop.close()

@@ -14,7 +14,8 @@ SHED_MARGIN_S = 1.5
 
 class AcceptorSettings(BaseSettings):
     """`SWITCHBOARD_REJECT_SIP_STATUS`, `SWITCHBOARD_AGENT_HOOK_TIMEOUT_MS`,
-    `SWITCHBOARD_AGENTS_POLL_S`, `SWITCHBOARD_SHED_AFTER_S`."""
+    `SWITCHBOARD_AGENTS_POLL_S`, `SWITCHBOARD_SHED_AFTER_S`,
+    `SWITCHBOARD_CONCURRENT_ACCEPTS`."""
 
     model_config = SETTINGS_CONFIG
 
@@ -32,6 +33,13 @@ class AcceptorSettings(BaseSettings):
         ge=0,
         description="a webhook that waited this long for its decision is refused at once as "
         "overloaded (0: never); unset: 1.5 s before ACCEPT_DEADLINE_S",
+    )
+
+    # Little's law: calls decided at once = calls per second x seconds per decision, and a
+    # decision waits for OpenAI's accept (~0.1-0.5 s). 16 capped a replica near 50 calls/s
+    # when accepts took 0.3 s, and the rest were shed as overloaded with CPU to spare.
+    switchboard_concurrent_accepts: int = Field(
+        64, ge=1, le=1024, description="webhooks one acceptor decides at once"
     )
 
     def shed_after_s(self, accept_deadline_s: float) -> float:

@@ -62,12 +62,6 @@ from shared.streams import (
 
 log = logging.getLogger(__name__)
 
-# Accepts are short: run several at once so one slow accept does not hold up the next
-# call. Not more: every open connection of the HTTP pool is checked on each request
-# (profiled: 8% of the acceptor's CPU with 64).
-CONCURRENT_ACCEPTS = 16
-
-
 # Realtime and GPT-Live calls arrive on subjects of their own, each read by its own durable
 # consumer (one API's backlog never holds up the other's), and are handled alike.
 _INCOMING_CALLS = (
@@ -128,13 +122,15 @@ class Acceptor:
         self._deciding: set[str] = set()  # webhook ids this process is handling now
         # Named in the claims it writes; unique per process, also two in one (tests).
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        # Several webhooks are decided at once, so one slow accept does not hold up the next.
+        concurrent = self.options.switchboard_concurrent_accepts
         for subject, durable, title, description in _INCOMING_CALLS:
             self.broker.subscriber(
                 subject,
                 stream=JStream(WEBHOOKS_STREAM, declare=False),
                 durable=durable,
-                pull_sub=PullSub(batch_size=CONCURRENT_ACCEPTS, timeout=1.0),
-                max_workers=CONCURRENT_ACCEPTS,
+                pull_sub=PullSub(batch_size=concurrent, timeout=1.0),
+                max_workers=concurrent,
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 title=title,
                 description=description,

@@ -1,6 +1,6 @@
 """Overload sheds, it does not miss: a deliberately slowed acceptor (every accept takes a
-second at the simulated OpenAI, so it decides about 16 calls a second) gets a burst far
-beyond that. The calls it cannot decide in time are refused at once as `overloaded`; every
+second at the simulated OpenAI, and it decides 16 at once: about 16 calls a second) gets a
+burst far beyond that. The calls it cannot decide in time are refused at once as `overloaded`; every
 call gets an answer before its deadline, and none is `call.missed`."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections import Counter
 import pytest
 
 from services.acceptor.config import AcceptorSettings
-from services.acceptor.main import CONCURRENT_ACCEPTS
 from simulator import Faults
 from tests.services.acceptor.conftest import Rig
 
 pytestmark = pytest.mark.slow
 
+CONCURRENT_ACCEPTS = 16
 CALLS = 6 * CONCURRENT_ACCEPTS  # six rounds of 1 s accepts: unshed, the last would miss
 
 
@@ -28,7 +28,8 @@ async def test_calls_beyond_the_acceptors_rate_are_refused_at_once_and_none_miss
     rig.options = AcceptorSettings(
         _env_file=None,
         switchboard_agents_poll_s=0.05,
-        switchboard_shed_after_s=1.5,  # type: ignore[call-arg]
+        switchboard_shed_after_s=1.5,
+        switchboard_concurrent_accepts=CONCURRENT_ACCEPTS,  # type: ignore[call-arg]
     )
     await rig.add_acceptor()
     await rig.workers(CALLS)
