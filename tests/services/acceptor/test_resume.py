@@ -18,6 +18,7 @@ from services.acceptor.retries import redelivery_delay
 from shared.accept_body import accept_body
 from shared.agents import AgentProfile
 from shared.calls import IncomingCall, SipHeader
+from shared.events import CallEventPublisher
 from shared.streams import (
     ACCEPTOR_MAX_DELIVER,
     CALL_CLAIMS_BUCKET,
@@ -105,6 +106,33 @@ async def test_a_claim_that_never_said_accepted_is_checked_before_accepting_agai
     assert await rig.outcome(call) == "call.accepted"
     assert (await jobs.one()).call_id == call_id
     assert call.accept_count == 1  # the first handling's, not a second one
+
+
+async def test_a_handling_cut_between_call_accepted_and_the_job_gets_its_job_not_an_accept(
+    rig: Rig,
+) -> None:
+    """The window the journal covers: OpenAI accepted, `call.accepted` is stored, and the
+    acceptor died before the session job. Its redelivery finds the decision on the journal
+    and publishes the job, without asking OpenAI or the sideband anything."""
+    await rig.workers(5)
+    jobs, acks = await Jobs().start(rig), await Acks().start(rig)
+    call = await rig.simulator.place_call(CallerScript(), to="+18005551212")
+    client = openai.AsyncOpenAI(api_key=API_KEY, base_url=rig.simulator.base_url)
+    await client.realtime.calls.accept(call.call_id, **accept_body(SALON))
+    await client.close()
+    assert rig.nc is not None
+    events = CallEventPublisher(rig.nc.jetstream())
+    data = {"agent": "support", "api": "realtime"}
+    await events.publish(call.call_id, "call.accepted", data, msg_id=f"accepted:{call.call_id}")
+    duplicates = decisions("duplicate")
+    await claimed(rig, call, owner=rig.acceptor.owner)
+
+    job = await jobs.one()
+    await acks.wait_for(1)
+    assert (job.call_id, job.agent.name) == (call.call_id, "support")
+    assert call.accept_count == 1 and call.accept_attempts == 1  # ours above, no other
+    assert decisions("duplicate") == duplicates + 1
+    assert [e.type for e in rig.events.by_call[call.call_id]] == ["call.accepted"]
 
 
 async def test_a_claim_interrupted_before_its_accept_is_accepted_once(rig: Rig) -> None:
