@@ -122,7 +122,7 @@ async def _run(
         missed_why = Counter(
             str(e.data.get("reason")) for i in ids for e in bench.arrivals.events(i, "call.missed")
         )
-        _where_missed_calls_waited([c for c in placed if _outcome(bench, c.call_id) == "missed"])
+        where_missed_calls_waited([c for c in placed if _outcome(bench, c.call_id) == "missed"])
         ramp_s = time.monotonic() - started
         # The load generator and OpenAI's stand-in share one process and its event loop: at
         # one core it is the bottleneck, and its webhooks wait in it (see the missed calls).
@@ -184,7 +184,7 @@ async def _loop_lag(lags: list[float], period_s: float = 0.01) -> None:
         lags.append(time.monotonic() - at - period_s)
 
 
-def _where_missed_calls_waited(missed: list) -> None:  # type: ignore[type-arg]
+def where_missed_calls_waited(missed: list) -> None:  # type: ignore[type-arg]
     """Where a missed call's ring went: until its webhook left the simulated OpenAI (its
     sender waits for a free connection), until the ingress answered it, until the accept."""
     if not missed:

@@ -198,7 +198,7 @@ class Bench:
         # leave from a thread and event loop of their own, with as many connections as the
         # ramp needs, as OpenAI's would. On one loop with 10 connections they waited ~20 s
         # at 2,000 calls on 2 cores, and their calls rang out in the simulator before the
-        # webhook left it (`_where_missed_calls_waited` in bench/session_density.py).
+        # webhook left it (`where_missed_calls_waited` in bench/session_density.py).
         self.simulator = Simulator(
             API_KEY, secret, f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
             webhook_concurrency=100, webhook_thread=True,
