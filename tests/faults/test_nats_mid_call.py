@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 
 import nats
 from nats.js.api import DeliverPolicy
@@ -22,6 +21,7 @@ from simulator import SimulatedCall
 from switchboard.nats_server import NatsServer
 from tests.faults.test_openai_faults import CALLER_LINES
 from tests.faults.test_openai_faults import CONVERSATION as FAULTS_CONVERSATION
+from tests.processes import stopped
 from tests.stack import Stack
 
 # The fault suite's conversation, its replies spoken slowly enough to span the pause.
@@ -35,11 +35,8 @@ async def test_a_second_of_silence_from_nats_keeps_the_call_and_every_word(
     call = await in_conversation(stack)
 
     # Half the lease's TTL: renewals time out meanwhile, and nothing lapses on the server.
-    nats_server.process.send_signal(signal.SIGSTOP)
-    try:
+    with stopped(nats_server.process.pid):
         await asyncio.sleep(stack.settings().session_lease_ttl_s / 2)  # the fault's length
-    finally:
-        nats_server.process.send_signal(signal.SIGCONT)
 
     await stack.events.wait_for(call.call_id, "call.report", timeout=30)
     types = stack.events.types(call.call_id)

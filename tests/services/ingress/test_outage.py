@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import httpx
@@ -11,6 +9,7 @@ from nats.js import JetStreamContext
 
 from services.ingress.main import Ingress
 from switchboard.nats_server import NatsServer
+from tests.processes import stopped
 from tests.services.ingress.conftest import (
     Signer,
     call_events,
@@ -82,11 +81,8 @@ async def test_nats_too_slow_is_503_and_the_late_publish_dedupes_with_the_retry(
     call_id = new_call_id()
     body, webhook_id = incoming_call(call_id), new_webhook_id()
 
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with stopped(pid):
         reply, elapsed = await post(client, webhook_url, signer, body, webhook_id)
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
     assert (reply.status_code, reply.json()) == (503, {"error": "event store unavailable"})
     assert elapsed < GENEROUS_S

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 
 import nats
 import pytest
@@ -23,6 +22,7 @@ from shared.streams import (
 )
 from simulator import CallerScript
 from switchboard.nats_server import NatsServer
+from tests.processes import stopped
 from tests.stack import Stack, deliveries
 
 
@@ -40,16 +40,11 @@ async def lease_for(js: JetStreamContext, worker: str, ttl_s: int = 3) -> CallLe
     return CallLease(js, await js.key_value(CALL_LEASES_BUCKET), "rtc_lease", worker, ttl_s)
 
 
-@contextmanager
-def paused(server: NatsServer) -> Iterator[None]:
+def paused(server: NatsServer) -> AbstractContextManager[None]:
     """nats-server stopped (SIGSTOP) as a long GC pause or a stalled disk would: it holds
     what clients send and acts on it when it goes on."""
     assert server.process is not None
-    server.process.send_signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        server.process.send_signal(signal.SIGCONT)
+    return stopped(server.process.pid)
 
 
 async def past_the_clock(lease: CallLease) -> None:
