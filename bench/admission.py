@@ -49,7 +49,7 @@ from bench.accept import (
     warm_up,
 )
 from bench.machine import save, table
-from bench.session_density import where_missed_calls_waited
+from bench.session_stack import where_missed_calls_waited
 from simulator import CallerScript, Simulator
 from switchboard.nats_server import NatsServer, free_port
 

@@ -27,7 +27,12 @@ from collections import Counter
 import httpx
 
 from bench.machine import save, table
-from bench.session_stack import AcceptPath, Bench, histogram_quantile
+from bench.session_stack import (
+    AcceptPath,
+    Bench,
+    histogram_quantile,
+    where_missed_calls_waited,
+)
 from simulator import CallerScript
 
 RATE = 5.0  # sideband events per second per call
@@ -116,13 +121,14 @@ async def _run(
         # wait for each to be one or the other, then measure what was attached.
         with contextlib.suppress(TimeoutError):
             await bench.arrivals.wait(lambda: decided() == calls, timeout=calls / ramp_rate + 60)
-        outcomes = Counter(_outcome(bench, i) for i in ids)
+        outcome_of = {c.call_id: _outcome(bench, c.call_id) for c in placed}
+        outcomes = Counter(outcome_of.values())
         # Why calls were missed: `deadline` (the acceptor read the webhook too late to
         # answer it) or `caller_gone` (the caller hung up before the accept).
         missed_why = Counter(
             str(e.data.get("reason")) for i in ids for e in bench.arrivals.events(i, "call.missed")
         )
-        where_missed_calls_waited([c for c in placed if _outcome(bench, c.call_id) == "missed"])
+        where_missed_calls_waited([c for c in placed if outcome_of[c.call_id] == "missed"])
         ramp_s = time.monotonic() - started
         # The load generator and OpenAI's stand-in share one process and its event loop: at
         # one core it is the bottleneck, and its webhooks wait in it (see the missed calls).
@@ -182,36 +188,6 @@ async def _loop_lag(lags: list[float], period_s: float = 0.01) -> None:
         at = time.monotonic()
         await asyncio.sleep(period_s)
         lags.append(time.monotonic() - at - period_s)
-
-
-def where_missed_calls_waited(missed: list) -> None:  # type: ignore[type-arg]
-    """Where a missed call's ring went: until its webhook left the simulated OpenAI (its
-    sender waits for a free connection), until the ingress answered it, until the accept."""
-    if not missed:
-        return
-
-    def spans(start: str, end: str) -> str:
-        waits = sorted(
-            c.timeline[end] - c.timeline[start]
-            for c in missed
-            if start in c.timeline and end in c.timeline
-        )
-        if not waits:
-            return "-"
-        return f"p50 {waits[len(waits) // 2]:.2f} s, max {waits[-1]:.2f} s ({len(waits)})"
-
-    print(f"missed calls: {len(missed)}", file=sys.stderr)
-    print(f"  ringing → webhook sent:      {spans('ringing', 'webhook_sent')}", file=sys.stderr)
-    print(
-        f"  webhook sent → 200:          {spans('webhook_sent', 'webhook_delivered')}",
-        file=sys.stderr,
-    )
-    print(
-        f"  200 → accept request:        {spans('webhook_delivered', 'accept_received')}",
-        file=sys.stderr,
-    )
-    attempts = Counter(len(c.webhook_attempts) for c in missed)
-    print(f"  webhook attempts: {dict(sorted(attempts.items()))}", file=sys.stderr)
 
 
 OUTCOMES = ("attached", "refused_overloaded", "refused_other", "missed", "failed", "undecided")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +198,7 @@ class Bench:
         # leave from a thread and event loop of their own, with as many connections as the
         # ramp needs, as OpenAI's would. On one loop with 10 connections they waited ~20 s
         # at 2,000 calls on 2 cores, and their calls rang out in the simulator before the
-        # webhook left it (`where_missed_calls_waited` in bench/session_density.py).
+        # webhook left it (`where_missed_calls_waited`, below).
         self.simulator = Simulator(
             API_KEY, secret, f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
             webhook_concurrency=100, webhook_thread=True,
@@ -275,3 +275,33 @@ def histogram_quantile(metrics_text: str, name: str, q: float, before: str = "")
         if counts[le] >= q * total:
             return le
     return None
+
+
+def where_missed_calls_waited(missed: list) -> None:  # type: ignore[type-arg]
+    """Where a missed call's ring went: until its webhook left the simulated OpenAI (its
+    sender waits for a free connection), until the ingress answered it, until the accept."""
+    if not missed:
+        return
+
+    def spans(start: str, end: str) -> str:
+        waits = sorted(
+            c.timeline[end] - c.timeline[start]
+            for c in missed
+            if start in c.timeline and end in c.timeline
+        )
+        if not waits:
+            return "-"
+        return f"p50 {waits[len(waits) // 2]:.2f} s, max {waits[-1]:.2f} s ({len(waits)})"
+
+    print(f"missed calls: {len(missed)}", file=sys.stderr)
+    print(f"  ringing → webhook sent:      {spans('ringing', 'webhook_sent')}", file=sys.stderr)
+    print(
+        f"  webhook sent → 200:          {spans('webhook_sent', 'webhook_delivered')}",
+        file=sys.stderr,
+    )
+    print(
+        f"  200 → accept request:        {spans('webhook_delivered', 'accept_received')}",
+        file=sys.stderr,
+    )
+    attempts = Counter(len(c.webhook_attempts) for c in missed)
+    print(f"  webhook attempts: {dict(sorted(attempts.items()))}", file=sys.stderr)

@@ -148,9 +148,7 @@ class CallAcceptor:
             decided = await self._decided_before(call)
             if decided == EventType.CALL_ACCEPTED:
                 # Accepted, and the hand-off may be unfinished: made sure of (idempotent).
-                booking = self._admission.booking_of(call.call_id)
-                await self._hand_to_workers(call, agent, booking)
-                return AcceptOutcome("duplicate", "accepted before")
+                return await self._finish_accepted(call, agent, "accepted before", "duplicate")
             if decided is not None:
                 return AcceptOutcome("duplicate", f"decided before: {decided}")
         if resumed and claim.owner != self._owner:
@@ -193,10 +191,11 @@ class CallAcceptor:
         return outcome
 
     async def _finish_accepted(
-        self, call: IncomingCall, agent: AgentProfile, detail: str
+        self, call: IncomingCall, agent: AgentProfile, detail: str, outcome: Outcome = "accepted"
     ) -> AcceptOutcome:
+        """The hand-off of a call an earlier handling accepted (idempotent: msg ids)."""
         await self._hand_to_workers(call, agent, self._admission.booking_of(call.call_id))
-        return AcceptOutcome("accepted", detail)
+        return AcceptOutcome(outcome, detail)
 
     async def _accepted_before(self, call: IncomingCall) -> bool:
         """Whether OpenAI holds the call accepted already, for a webhook whose earlier
