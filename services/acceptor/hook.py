@@ -6,11 +6,16 @@ a known caller by name). The hook can only make the call better, never lose it: 
 responder, a timeout, an error or a reply that would make a profile OpenAI refuses all
 fall back to the static profile of the dialled number. Replies are untrusted JSON: over
 `MAX_HOOK_REPLY_BYTES` (64 KiB) or nested too deep, they are refused the same way.
+
+Most deployments run no hook, and NATS then answers each request with "no responders": a
+round trip per call through nats-server for nothing. After that answer the hook is not
+asked again for `ABSENT_RECHECK_S`; a hook that starts answers calls from then on.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import nats.errors
@@ -28,6 +33,8 @@ from shared.untrusted import UntrustedJsonError, parse_json
 log = logging.getLogger(__name__)
 
 RESOLVE_SUBJECT = "agents.resolve"
+# After "no responders", calls take the static profile without asking for this long.
+ABSENT_RECHECK_S = 1.0
 
 
 class ResolveRequest(BaseModel):
@@ -94,11 +101,14 @@ class AgentResolver:
         nc: Client | None = None,
         hook_timeout_s: float = 0.25,
         subject: str = RESOLVE_SUBJECT,
+        absent_recheck_s: float = ABSENT_RECHECK_S,
     ) -> None:
         self.directory = directory
         self._nc = nc
         self._timeout = hook_timeout_s
         self._subject = subject
+        self._absent_recheck_s = absent_recheck_s
+        self._absent_until = 0.0  # monotonic: no hook was listening, not asked until then
 
     def use_hook(self, nc: Client) -> None:
         """Ask `agents.resolve` over this connection from now on (if the hook is on)."""
@@ -111,13 +121,15 @@ class AgentResolver:
     async def __call__(self, call: IncomingCall) -> AgentProfile:
         directory = self.directory
         static = directory.for_to_header(call.header("To"), call.api)
-        if self._nc is None or self._timeout <= 0:
+        if self._nc is None or self._timeout <= 0 or time.monotonic() < self._absent_until:
             return static
         payload = resolve_request(call, static).model_dump_json(by_alias=True).encode()
         try:
             message = await self._nc.request(self._subject, payload, timeout=self._timeout)
         except nats.errors.NoRespondersError:
-            return static  # nobody runs a hook: the common case, answered at once
+            # Nobody runs a hook: the common case, answered at once; not asked for a moment.
+            self._absent_until = time.monotonic() + self._absent_recheck_s
+            return static
         except (TimeoutError, nats.errors.TimeoutError):
             log.warning("agent hook: no reply within %.0f ms", self._timeout * 1000)
             return static
