@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -209,3 +209,25 @@ async def test_a_live_accept_slower_than_its_request_timeout_is_confirmed_not_re
     assert decision == "call.accepted"
     assert (session.accept_attempts, session.accept_count) == (1, 1)
     assert session.attach_count >= 1  # the probe: attached, so accepted
+
+
+async def test_a_webhook_too_late_to_answer_leaves_the_sip_call_to_the_other_api(
+    rig: Rig,
+) -> None:
+    """Its API is chosen while its claim is written, but not once its deadline has passed:
+    a record naming it would supersede the other API's webhook, and nobody would answer."""
+    await rig.workers(5)
+    session = await rig.simulator.live.place_call(
+        CallerScript(), to="+19999999999", also_realtime=True, send_webhooks=False
+    )
+    assert session.partner is not None
+    realtime = rig.simulator.calls[session.partner]
+    late = webhook("realtime", realtime.call_id, "+19999999999", session.sip_call_id)
+    late = late.model_copy(update={"received_at": datetime.now(UTC) - timedelta(seconds=60)})
+    await publish(rig, late)
+    answers = ("call.missed", "call.accepted", "call.superseded")
+    assert await decided(rig, realtime.call_id, answers) == "call.missed"
+
+    await publish(rig, webhook("live", session.session_id, "+19999999999", session.sip_call_id))
+    assert await decided(rig, session.session_id, answers) == "call.accepted"
+    assert realtime.accept_attempts == 0 and session.accept_count == 1
