@@ -5,9 +5,9 @@ so replicas and redeliveries cannot accept twice; a claim another process may st
 deciding is left to it until its deadline) while the agent is picked and the API that
 answers the SIP call chosen, check the deadline, admit it (a session slot and the agent's
 limit, reserved in KV), accept with retries only while the call can still be answered,
-then hand the call to the session workers. Every decision ends in an event on the call's journal (`call.accepted`,
-`call.rejected`, ...): a redelivered webhook reads what was decided there, so the claim
-is written once per call.
+then hand the call to the session workers. Every decision ends in an event on the call's
+journal (`call.accepted`, `call.rejected`, ...): a redelivered webhook reads what was
+decided there, so the claim is written once per call.
 
 (Over 350 lines: the decision stays in one file, so that it reads top to bottom.)
 """
