@@ -8,9 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 CONTROL_SUBJECT_PREFIX = "calls.control"
-# `ControlReply.status` of a call that ended on the worker that had it (its lease and
-# subscription are on their way out): the control API answers 404, as for no lease.
-GONE = "gone"
 
 
 def control_subject(call_id: str) -> str:

@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from services.ingress.bodies import BodyRefused, read_capped
 from shared import metrics
-from shared.control import GONE, ControlCommand, ControlReply, control_subject
+from shared.control import ControlCommand, ControlReply, control_subject
 from shared.events import CALL_EVENTS_STREAM, journal_subject
 from shared.ids import is_call_id
 from shared.kv_keys import live_keys
@@ -189,8 +189,6 @@ class ControlApi:
             reply = ControlReply.model_validate_json(msg.data)
         except ValidationError:
             return _answer(action, 502, {"error": "malformed answer from the worker"})
-        if not reply.ok and reply.status == GONE:  # it ended as the command came
-            return _answer(action, 404, {"error": "no such live call"})
         body = reply.model_dump(exclude_none=True)
         if reply.ok:
             return _answer(action, 200, body)

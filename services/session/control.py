@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from shared.control import GONE, ControlCommand, ControlReply, control_subject
+from shared.control import ControlCommand, ControlReply, control_subject
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +55,12 @@ class CallControl:
         self._call = call
         self._worker = worker
         self._sub: Subscription | None = None
-        self._closed = False
-        self._ended = False
 
     async def start(self) -> None:
-        if self._sub is not None or self._closed:
-            return
-        sub = await self._nc.subscribe(control_subject(self._call_id), cb=self._on_msg)
-        self._sub = sub
-        if self._closed:  # stopped while subscribing
-            await self.stop()
-
-    def close(self, *, ended: bool) -> None:
-        """Stop serving the call here before the unsubscribe, which may wait to share a
-        later socket write: a call that `ended` is answered `gone` meanwhile; one handed
-        off or lost is left to its new owner (silent)."""
-        self._closed = True
-        self._ended = self._ended or ended
+        if self._sub is None:
+            self._sub = await self._nc.subscribe(control_subject(self._call_id), cb=self._on_msg)
 
     async def stop(self) -> None:
-        self._closed = True
         if self._sub is not None:
             sub, self._sub = self._sub, None
             try:
@@ -83,13 +69,7 @@ class CallControl:
                 log.debug("control unsubscribe failed: %s", type(error).__name__)
 
     async def _on_msg(self, msg: Msg) -> None:
-        if not msg.reply:
-            return
-        if self._ended:
-            reply = ControlReply(ok=False, status=GONE, error="the call has ended")
-            await msg.respond(reply.model_dump_json().encode())
-            return
-        if self._closed or not self._call.owns_call():
+        if not msg.reply or not self._call.owns_call():
             return
         try:
             command = ControlCommand.model_validate_json(msg.data)

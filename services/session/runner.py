@@ -88,28 +88,15 @@ class CallRunner:
             ctx.tools,
             ctx.worker_id,
         )
-        # Operator commands follow the call to whoever owns it; answered only under the lease.
-        self.control = CallControl(ctx.nc, job.call_id, self.talk.actions, ctx.worker_id)
 
     # -- the whole life of the call -------------------------------------------------------
 
     async def run(self) -> RunOutcome:
         bind(call_id=self.call_id, worker=self.ctx.worker_id)
-        try:
-            return await self._run()
-        finally:
-            await self.control.stop()  # (already gone when the call ended)
-
-    async def _run(self) -> RunOutcome:
         if self.delivery <= 1:
             self.lease.attempt = 1  # nobody had the call before: the lease names it at once
         try:
-            # The control subscription goes out in the lease request's socket write (a
-            # command is answered only once the lease is ours, so early interest is silent).
-            taken, _ = await asyncio.gather(
-                leases.take(self.lease, self.msg, lambda: self.talk.handing_off),
-                self.control.start(),
-            )
+            taken = await leases.take(self.lease, self.msg, lambda: self.talk.handing_off)
         except RETRYABLE_NATS as error:
             # The leases bucket cannot answer (electing a leader, say): try again soon
             # rather than after the delivery's ack wait.
@@ -154,20 +141,20 @@ class CallRunner:
     async def _live(self) -> EndReason | Handoff | None:
         """The call while we own it: the end reason, "handoff", or None (lease lost)."""
         talk = self.talk
+        control = CallControl(self.ctx.nc, self.call_id, talk.actions, self.ctx.worker_id)
+        await control.start()  # operator commands follow the call to whoever owns it
         period = min(self.ctx.settings.session_ack_wait_s, self.lease.ttl_s) / 3
         heartbeat = asyncio.create_task(leases.keep(self.lease, self.msg, period, talk.lease_lost))
         timers = asyncio.create_task(talk.timers())
-        reason: EndReason | Handoff | None = None
         try:
-            reason = await talk.run()
+            reason: EndReason | Handoff | None = await talk.run()
         except LeaseLost:
             reason = None
         finally:
             # Not cancel() + gather(): a cancel that meets a lease renewal's reply is
             # swallowed on 3.11, and the heartbeat would then keep the call ours for ever.
             await cancel_and_wait(heartbeat, timers)
-            # Not served here from now on; unsubscribed with `call.ended`'s socket write.
-            self.control.close(ended=not talk.lost and reason not in (None, "handoff"))
+            await control.stop()
             await talk.actions.close()
             await talk.sideband.close()
         return None if talk.lost else reason
@@ -200,7 +187,6 @@ class CallRunner:
         return RunOutcome.HANDED_OFF
 
     async def _finish(self, reason: str, *, already_ended: bool = False) -> RunOutcome:
-        self.control.close(ended=True)
         if not already_ended:
             metrics.CALLS_ENDED.labels(reason).inc()
             metrics.CALL_DURATION_SECONDS.observe(time.time() - self.talk.guards.started_at)
@@ -215,15 +201,13 @@ class CallRunner:
         if self.job.direction == "outbound":  # its place in the agent's outbound cap
             releases.append(release_place(self.ctx.js, self.job.agent.name, self.call_id))
         given_back = asyncio.gather(*releases)  # none of them raises
-        # Enqueued now, so the unsubscribe shares the socket write of `call.ended`.
-        unsubscribed = asyncio.ensure_future(self.control.stop())
         try:
             await self.journal.ended(reason, already=already_ended)
         except LeaseLost:
-            await asyncio.gather(given_back, unsubscribed)
+            await given_back
             return self._after_lease_lost()
         acked = [self.msg.ack()] if self.lease.held() else []
-        await asyncio.gather(*acked, self.lease.release(), given_back, unsubscribed)
+        await asyncio.gather(*acked, self.lease.release(), given_back)
         self.journal.forget()
         log.info("call ended", extra=fields(reason=reason, attempt=self.attempt))
         return RunOutcome.ENDED

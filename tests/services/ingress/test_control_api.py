@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client
 
 from services.ingress.main import Ingress
-from shared.control import GONE, ControlCommand, ControlReply, control_subject
+from shared.control import ControlCommand, ControlReply, control_subject
 from shared.settings import Settings
 from shared.streams import CALL_LEASES_BUCKET
 from switchboard.nats_server import NatsServer
@@ -153,18 +153,3 @@ async def test_listing_and_commands_reach_the_subscriber_of_the_call(http, nc) -
     assert received == [
         ControlCommand(action="transfer", target="tel:+61290000000", instructions=None)
     ]
-
-
-async def test_a_command_that_meets_the_call_s_end_is_404(http, nc) -> None:
-    """The worker still subscribed for a call that just ended answers `gone`."""
-    await own(nc, "rtc_ending")
-
-    async def ending(msg: nats.aio.msg.Msg) -> None:
-        gone = ControlReply(ok=False, status=GONE, error="the call has ended")
-        await msg.respond(gone.model_dump_json().encode())
-
-    await nc.subscribe(control_subject("rtc_ending"), cb=ending)
-    await nc.flush()
-    reply = await http.post("/calls/rtc_ending/hangup", headers=AUTH)
-    assert reply.status_code == 404
-    assert reply.json() == {"error": "no such live call"}
