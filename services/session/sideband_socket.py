@@ -7,7 +7,6 @@ read) is given by each adapter (`realtime.py`, `live.py`); this is the part that
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
@@ -32,18 +31,18 @@ _REFUSED_STATUSES = frozenset({400, 401, 403})
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
-@functools.cache
-def _proxy(scheme_host_port: tuple[bool, str, int]) -> str | None:
-    """The proxy (from the environment) for a sideband host, looked up once per process:
-    websockets does it on every connect, ~0.1 ms of CPU per call for an answer that does
-    not change while the process runs."""
-    secure, host, port = scheme_host_port
-    return get_proxy(parse_uri(f"{'wss' if secure else 'ws'}://{host}:{port}/"))
+# The proxy (from the environment) per sideband host, looked up once per process:
+# websockets does it on every connect, ~0.1 ms of CPU per call for an answer that does not
+# change while the process runs.
+_PROXIES: dict[tuple[bool, str, int], str | None] = {}
 
 
 def proxy_for(url: str) -> str | None:
     uri = parse_uri(url)
-    return _proxy((uri.secure, uri.host, uri.port))
+    host = (uri.secure, uri.host, uri.port)
+    if host not in _PROXIES:
+        _PROXIES[host] = get_proxy(uri)
+    return _PROXIES[host]
 
 
 class SessionControl(Protocol):

@@ -7,14 +7,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.session.sideband_socket import _proxy, proxy_for
+from services.session.sideband_socket import _PROXIES, proxy_for
+
+PROXY = "http://proxy.internal:3128"
 
 
 @pytest.fixture(autouse=True)
 def fresh_lookups() -> Iterator[None]:
-    _proxy.cache_clear()
+    _PROXIES.clear()
     yield
-    _proxy.cache_clear()
+    _PROXIES.clear()
 
 
 def test_no_proxy_in_the_environment_connects_directly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,16 +28,16 @@ def test_no_proxy_in_the_environment_connects_directly(monkeypatch: pytest.Monke
 def test_an_https_proxy_is_used_unless_the_host_is_excluded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("https_proxy", "http://proxy.internal:3128")
+    monkeypatch.setenv("https_proxy", PROXY)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    assert (
-        proxy_for("wss://api.openai.com/v1/realtime?call_id=rtc_1") == "http://proxy.internal:3128"
-    )
+    assert proxy_for("wss://api.openai.com/v1/realtime?call_id=rtc_1") == PROXY
     assert proxy_for("ws://127.0.0.1:8100/v1/realtime?call_id=rtc_2") is None
+    assert proxy_for("ws://[::1]:8100/v1/live?session_id=live_3") == PROXY
 
 
 def test_the_environment_is_read_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("https_proxy", "http://proxy.internal:3128")
-    proxy_for("wss://api.openai.com/v1/realtime?call_id=rtc_1")
-    proxy_for("wss://api.openai.com/v1/realtime?call_id=rtc_2")
-    assert _proxy.cache_info().misses == 1
+    monkeypatch.setenv("https_proxy", PROXY)
+    assert proxy_for("wss://api.openai.com/v1/realtime?call_id=rtc_1") == PROXY
+    monkeypatch.delenv("https_proxy")
+    assert proxy_for("wss://api.openai.com/v1/realtime?call_id=rtc_2") == PROXY  # remembered
+    assert proxy_for("wss://other.example/v1/realtime?call_id=rtc_3") is None
