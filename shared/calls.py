@@ -42,9 +42,8 @@ class IncomingCall(BaseModel):
     api: Api = "realtime"  # the API whose webhook this is (and whose id `call_id` is)
     received_at: datetime  # when the webhook reached the ingress (UTC)
     sip_headers: list[SipHeader] = Field(default_factory=list, max_length=MAX_SIP_HEADERS)
-    # JetStream sequence of the `call.received` the ingress stored (seq 1). Ingresses
-    # before 2026-12 published it first and said where; today's publish it beside the
-    # webhook, and the acceptor finds it (`CallAcceptor._follow_received`).
+    # JetStream sequence of the `call.received` this ingress stored (seq 1), when it did:
+    # the acceptor then numbers its events without reading the call's journal first.
     received_stream_seq: int | None = None
 
     def header(self, name: str) -> str | None:

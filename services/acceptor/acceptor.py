@@ -46,7 +46,6 @@ from shared.events import (
     journal_subject,
 )
 from shared.logging import bound, fields
-from shared.received import publish_received
 from shared.reservations import Admission, Reservation
 from shared.streams import SESSION_JOB_SUBJECT, SESSIONS_STREAM
 
@@ -142,8 +141,8 @@ class CallAcceptor:
         # claim is written: the requests share socket writes and waits (each round trip to
         # NATS costs more CPU than the work in it; a duplicate's are made in vain, and the
         # SIP call's record is idempotent for a webhook it already names).
-        claimed, (agent, choice), _ = await asyncio.gather(
-            self._claim(call), self._resolve_and_choose(call), self._follow_received(call)
+        claimed, (agent, choice) = await asyncio.gather(
+            self._claim(call), self._resolve_and_choose(call)
         )
         if claimed is None:
             return AcceptOutcome("duplicate")
@@ -173,6 +172,9 @@ class CallAcceptor:
         if time.time() >= deadline:
             await self._publish(call, EventType.CALL_MISSED, {"reason": "deadline"}, "missed")
             return AcceptOutcome("expired")
+        if call.received_stream_seq:
+            self._events.prime(call.call_id, call.received_stream_seq, 1)
+
         if choice is None:  # (the deadline passed as it was asked for)
             choice = await self._choose_api(call, agent)
         if not choice.answers:
@@ -220,24 +222,6 @@ class CallAcceptor:
         if time.time() >= call.received_at.timestamp() + self._deadline_s:
             return agent, None
         return agent, await self._choose_api(call, agent)
-
-    async def _follow_received(self, call: IncomingCall) -> None:
-        """Learn where `call.received` is on the call's journal, so the decision's event
-        follows it without a read first. The ingress stores it beside the webhook, not
-        before: found missing, it is stored here (the same event, `shared/received.py`)."""
-        if call.received_stream_seq:  # (a webhook from an ingress that said where it is)
-            self._events.prime(call.call_id, call.received_stream_seq, 1)
-            return
-        try:
-            last = await self._js.get_last_msg(CALL_EVENTS_STREAM, journal_subject(call.call_id))
-        except NotFoundError:
-            stored = await publish_received(self._js, call, timeout=self._request_timeout_s)
-            if stored is not None and not stored.duplicate:
-                self._events.prime(call.call_id, stored.seq, 1)
-            return  # (else stored meanwhile: the first event published reads where)
-        event = CallEvent.model_validate_json(last.data or b"")
-        if last.seq is not None:  # its last event, whatever it is (a redelivered webhook)
-            self._events.prime(call.call_id, last.seq, event.seq)
 
     async def _choose_api(self, call: IncomingCall, agent: AgentProfile) -> Choice:
         """Whether this webhook's API answers the call (services/acceptor/sip_calls.py)."""

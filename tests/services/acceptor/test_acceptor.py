@@ -11,8 +11,7 @@ import pytest
 from nats.aio.msg import Msg
 
 from shared.admission import BookReleases
-from shared.calls import IncomingCall, SessionJob
-from shared.received import publish_received
+from shared.calls import SessionJob
 from shared.streams import SESSION_CONSUMER, SESSIONS_STREAM
 from simulator import Faults
 from tests.services.acceptor.conftest import Rig
@@ -189,27 +188,3 @@ async def test_a_webhook_older_than_the_deadline_is_not_accepted(rig: Rig) -> No
     assert await rig.outcome(stale) == "call.missed"
     assert rig.decision(stale) == {"reason": "deadline"}
     assert stale.accept_attempts == 0
-
-
-async def test_a_webhook_seen_before_its_call_received_still_follows_it(rig: Rig) -> None:
-    """The ingress stores `call.received` beside the webhook, not before it: a webhook that
-    comes first (here: one published without it) gets it stored by the acceptor, the same
-    event, so the call's events are still numbered from it; the ingress's publish, landing
-    later, is refused and stores no second one."""
-    await rig.workers(5)
-    call = await rig.ring(to="+18005551212")
-    assert await rig.outcome(call) == "call.accepted"
-    assert [(e.type, e.seq) for e in rig.events.by_call[call.call_id]] == [
-        ("call.received", 1),
-        ("call.accepted", 2),
-    ]
-    [received] = rig.events.of_type(call.call_id, "call.received")
-    assert received.data["api"] == "realtime" and received.data["webhook_id"].startswith("wh_")
-
-    assert rig.nc is not None
-    incoming = IncomingCall(
-        webhook_id=received.data["webhook_id"], call_id=call.call_id, received_at=received.ts
-    )
-    assert await publish_received(rig.nc.jetstream(), incoming, timeout=2.0) is None
-    await rig.events.wait_until(lambda: len(rig.events.by_call[call.call_id]) >= 2, 5)
-    assert [e.type for e in rig.events.by_call[call.call_id]] == ["call.received", "call.accepted"]
