@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from typing import Protocol
@@ -20,6 +21,19 @@ log = logging.getLogger(__name__)
 
 # How long a service stopped during start-up may take to close what it opened.
 STOP_DURING_START_S = 1.0
+# Collect the young generation every 100,000 net allocations instead of 700.
+YOUNG_GC_THRESHOLD = 100_000
+
+
+def settle_heap() -> None:
+    """Keep what is loaded so far out of the cyclic GC, and run its young generation less
+    often. Everything loaded at start-up (the openai SDK's types, FastStream, pydantic
+    models, the agents: 100k-150k objects) lives as long as the process, and full passes
+    over it took ~100 ms each, the services' longest pauses; a call's or a webhook's own
+    objects are freed by reference counting, so young collections seldom find anything."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, 50, 100)
 
 
 class Service(Protocol):

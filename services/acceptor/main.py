@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import itertools
 import logging
 import os
@@ -44,7 +43,7 @@ from shared.nats import CLIENT_OPTIONS, on_error, public_url, wait_for_nats
 from shared.openai_client import call_control_client
 from shared.ops import HttpServer, ops_app
 from shared.reservations import Admission
-from shared.service import run
+from shared.service import run, settle_heap
 from shared.settings import ConfigError, Settings, load_settings, require
 from shared.streams import (
     ACCEPTOR_ACK_WAIT_S,
@@ -278,12 +277,5 @@ def main(args: argparse.Namespace) -> int:
         acceptor = Acceptor(settings, args.metrics_port, args.host, options)
     except AgentsFileError as error:
         raise ConfigError("; ".join(str(error).splitlines())) from None
-    # Everything loaded so far (the openai SDK's types, FastStream, the agents: ~140k
-    # objects) lives as long as the process: keep it out of the cyclic GC, whose full
-    # passes over it took ~100 ms each, the accept path's longest pauses (as in the ingress).
-    # A call's objects are freed by reference counting; the young generation is collected
-    # less often (as in the session worker).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    settle_heap()  # the openai SDK's types, FastStream, the agents: ~140k objects
     return run(acceptor, settings)

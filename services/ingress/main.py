@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import itertools
 import logging
 
@@ -32,7 +31,7 @@ from shared.nats import ConnectionWatch, connect, public_url
 from shared.ops import HttpServer, ops_routes
 from shared.outbound_store import declare_outbound
 from shared.postcall import declare_postcall_topology
-from shared.service import run
+from shared.service import run, settle_heap
 from shared.settings import Settings, load_settings, require
 from shared.streams import declare_configured_topology
 
@@ -164,11 +163,5 @@ def main(args: argparse.Namespace) -> int:
     settings = load_settings()
     require(settings, "openai_webhook_secret")
     ingress = Ingress(settings, args.host, args.port)
-    # Everything loaded so far lives as long as the process: keep it out of the cyclic GC,
-    # whose full passes over it (~100k objects, tens of ms each) were latency spikes. A
-    # webhook's objects are freed by reference counting; the young generation is collected
-    # less often (as in the session worker).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    settle_heap()
     return run(ingress, settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import socket
@@ -12,7 +11,7 @@ from services.session.worker import SessionWorker
 from shared import metrics
 from shared.nats import public_url
 from shared.ops import HttpServer, ops_app
-from shared.service import run
+from shared.service import run, settle_heap
 from shared.settings import Settings, load_settings, require
 
 log = logging.getLogger(__name__)
@@ -50,12 +49,9 @@ class SessionService:
         log.info("%s", self.describe())
         await self.http.start()
         await self.worker.start()
-        # A worker holds thousands of long-lived objects per call; the cyclic GC's passes
-        # over them were the event loop's longest pauses. Keep start-up objects out of it
-        # and run the young generation less often.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(100_000, 50, 100)
+        # After start: a worker also holds thousands of long-lived objects per call, and
+        # the cyclic GC's passes over them were the event loop's longest pauses.
+        settle_heap()
 
     async def stop(self) -> None:
         await self.worker.stop()
