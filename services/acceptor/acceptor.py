@@ -168,14 +168,14 @@ class CallAcceptor:
             # (it died, or JetStream refused writes for longer than we retried): accepting
             # again would answer the call twice.
             return await self._finish_accepted(call, agent, "confirmed by the sideband")
-        deadline = call.received_at.timestamp() + self._deadline_s
+        deadline = self._deadline(call)
         if time.time() >= deadline:
             await self._publish(call, EventType.CALL_MISSED, {"reason": "deadline"}, "missed")
             return AcceptOutcome("expired")
         if call.received_stream_seq:
             self._events.prime(call.call_id, call.received_stream_seq, 1)
 
-        if choice is None:  # (the deadline passed as it was asked for)
+        if choice is None:  # (past the deadline when asked; the clock stepped back since)
             choice = await self._choose_api(call, agent)
         if not choice.answers:
             # The other API's webhook of this SIP call answers it: this one is on record.
@@ -215,11 +215,15 @@ class CallAcceptor:
             raise RuntimeError("cannot tell whether an earlier accept went through")
         return accepted
 
+    def _deadline(self, call: IncomingCall) -> float:
+        """When the call can no longer be answered (epoch seconds)."""
+        return call.received_at.timestamp() + self._deadline_s
+
     async def _resolve_and_choose(self, call: IncomingCall) -> tuple[AgentProfile, Choice | None]:
         """The agent, and which API answers the SIP call; no choice once the call cannot be
         answered in time (so it leaves no record that would supersede the other API's)."""
         agent = await self._resolve_agent(call)
-        if time.time() >= call.received_at.timestamp() + self._deadline_s:
+        if time.time() >= self._deadline(call):
             return agent, None
         return agent, await self._choose_api(call, agent)
 
