@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import tempfile
 import time
@@ -27,16 +26,11 @@ import nats
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 
+from bench.accept import cpu_seconds
 from bench.machine import save, table
 from switchboard.nats_server import NatsServer
 
 Operation = Callable[[int], Awaitable[Any]]
-
-
-def _process_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _own_cpu_s() -> float:
@@ -47,7 +41,7 @@ def _own_cpu_s() -> float:
 async def _measure(
     name: str, op: Operation, server_pid: int, count: int, rate: float
 ) -> dict[str, Any]:
-    client, server = _own_cpu_s(), _process_cpu_s(server_pid)
+    client, server = _own_cpu_s(), cpu_seconds(server_pid)
     due = time.monotonic()
     for i in range(count):
         await op(i)
@@ -55,7 +49,7 @@ async def _measure(
         if (wait := due - time.monotonic()) > 0:
             await asyncio.sleep(wait)  # pacing, not synchronisation
     client_ms = (_own_cpu_s() - client) * 1000 / count
-    server_ms = (_process_cpu_s(server_pid) - server) * 1000 / count
+    server_ms = (cpu_seconds(server_pid) - server) * 1000 / count
     return {
         "operation": name,
         "client_ms": round(client_ms, 3),
