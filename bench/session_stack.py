@@ -24,7 +24,7 @@ import nats
 
 from bench.accept import WEBHOOK_PATH, _secret, process, switchboard, wait_http
 from shared.events import CallEvent
-from simulator import Simulator
+from simulator import SimulatedCall, Simulator
 from switchboard.nats_server import NatsServer, free_port
 from switchboard.stack import API_KEY, Stack
 
@@ -277,7 +277,7 @@ def histogram_quantile(metrics_text: str, name: str, q: float, before: str = "")
     return None
 
 
-def where_missed_calls_waited(missed: list) -> None:  # type: ignore[type-arg]
+def where_missed_calls_waited(missed: list[SimulatedCall]) -> None:
     """Where a missed call's ring went: until its webhook left the simulated OpenAI (its
     sender waits for a free connection), until the ingress answered it, until the accept."""
     if not missed:
