@@ -13,7 +13,9 @@
    code, on the same machine in the same run. Goal (issue 13): p99 within 10 % of today's.
    `--baseline-ref` takes several refs; `--repeat N` runs every code N times, every other
    round in reverse order, and prints the medians (this machine's figures drift by ±15 %
-   between runs minutes apart, so one run per code decides little).
+   between runs minutes apart, so one run per code decides little). `--paired` runs every
+   code at once in each round, each with its own nats-server and processes, and prints each
+   code's CPU per call over the first code's in the same round: drift falls on all alike.
 
 Figures on a shared or busy machine mean little: record them only on a quiet one.
 """
@@ -177,6 +179,41 @@ async def latency(code: Path, label: str, acceptors: int, rate: int, seconds: fl
     return {"code": label, "acceptors": acceptors, **row}
 
 
+async def paired(runs: list[tuple[str, Path, int]], rate: int, seconds: float) -> list[dict]:
+    """Every code at once, each at `rate`, each with its own nats-server and processes: the
+    machine's drift (±15 % minutes apart, more between runs) then falls on every code
+    alike, and the ratio of their CPU per call holds where one code's figure alone does not.
+    The latency figures share this process's loop and two fleets' cores: read them from
+    the sequential runs."""
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-paired-") as tmp:
+        fleets = [Fleet(Path(tmp) / f"fleet-{index}", code) for index, (_, code, _) in
+                  enumerate(runs)]  # fmt: skip
+        try:
+            for fleet, (_, _, acceptors) in zip(fleets, runs, strict=True):
+                await fleet.start(acceptors=acceptors, workers=1, capacity=3000)
+            await asyncio.gather(*(warm_up(fleet.sim) for fleet in fleets))
+            results = await asyncio.gather(
+                *(run_rate(fleet.sim, rate, seconds, fleet.pids) for fleet in fleets)
+            )
+        finally:
+            for fleet in fleets:
+                await fleet.stop()
+    return [
+        {"code": label, "acceptors": acceptors, **row}
+        for (label, _, acceptors), row in zip(runs, results, strict=True)
+    ]
+
+
+def _ratios(rows: list[dict[str, Any]], codes: int) -> list[dict[str, Any]]:
+    """Paired rounds: each code's CPU per call over the first code's, in the same round."""
+    out = []
+    for start in range(0, len(rows), codes):
+        round_ = rows[start : start + codes]
+        base = _cpu_by_role(round_[0])["total_ms"]
+        out.append({row["code"]: round(_cpu_by_role(row)["total_ms"] / base, 3) for row in round_})
+    return out
+
+
 def _medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per code and acceptor count, the median of each figure over the rounds."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -238,6 +275,9 @@ async def main_async(args: argparse.Namespace) -> None:
         runs += [("exact", ROOT, n) for n in args.acceptors]
         rows = []
         for round_ in range(args.repeat):
+            if args.paired:
+                rows += await paired(runs, rate, seconds)
+                continue
             # Every other round in reverse: a machine that drifts (a neighbour, the page
             # cache) favours no code by running it first or last.
             for label, code, acceptors in runs if round_ % 2 == 0 else runs[::-1]:
@@ -250,6 +290,12 @@ async def main_async(args: argparse.Namespace) -> None:
     if args.repeat > 1:
         print()
         print(table(_medians(rows)))
+    if args.paired:
+        ratios = _ratios(rows, len(runs))
+        print()
+        print(table(ratios))
+        medians = {code: round(statistics.median(r[code] for r in ratios), 3) for code in ratios[0]}
+        print(f"CPU per call over {runs[0][0]}, median of {len(ratios)} paired rounds: {medians}")
     today = statistics.median(r["p99_ms"] for r in rows if r["code"] == runs[0][0])
     exact = statistics.median(
         r["p99_ms"] for r in rows if (r["code"], r["acceptors"]) == ("exact", runs[-1][2])
@@ -278,6 +324,11 @@ def main() -> None:
     parser.add_argument("--latency-only", action="store_true", help="skip the burst")
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds of the latency runs (medians shown)"
+    )
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="run every code at once in each round (CPU ratios robust to drift; not latency)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
