@@ -179,7 +179,9 @@ async def latency(code: Path, label: str, acceptors: int, rate: int, seconds: fl
     return {"code": label, "acceptors": acceptors, **row}
 
 
-async def paired(runs: list[tuple[str, Path, int]], rate: int, seconds: float) -> list[dict]:
+async def paired(
+    runs: list[tuple[str, Path, int]], rate: int, seconds: float
+) -> list[dict[str, Any]]:
     """Every code at once, each at `rate`, each with its own nats-server and processes: the
     machine's drift (±15 % minutes apart, more between runs) then falls on every code
     alike, and the ratio of their CPU per call holds where one code's figure alone does not.

@@ -14,6 +14,7 @@ import json
 
 import nats
 import pytest
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from services.session import worker as worker_module
@@ -27,7 +28,7 @@ def long_coalescing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker_module, "SLOT_REPORT_COALESCE_S", 60.0)
 
 
-async def _reports(stack: Stack, worker_id: str) -> tuple[list[dict[str, object]], nats.NATS]:
+async def _reports(stack: Stack, worker_id: str) -> tuple[list[dict[str, object]], Client]:
     """Every report the worker writes from now on (a plain subscriber on its KV subject)."""
     seen: list[dict[str, object]] = []
     nc = await nats.connect(stack.nats_url)
