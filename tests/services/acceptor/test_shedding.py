@@ -25,13 +25,15 @@ async def test_calls_beyond_the_acceptors_rate_are_refused_at_once_and_none_miss
     rig: Rig,
 ) -> None:
     await rig.stop_acceptor(rig.acceptor)
-    # Shed at 1.5 s, with 8.5 s to spare before the deadline: a CI machine that starves
-    # this process for seconds delays decisions, and must not turn a shed into a miss.
+    # Shed at 3 s, with 7 s to spare before the deadline: a CI machine that starves this
+    # process for seconds delays decisions, and must neither turn a shed into a miss nor
+    # shed the first calls (at 1.5 s, a starved run once shed all 192: ring, ingress and
+    # acceptor share this process's loop).
     rig.settings_overrides["accept_deadline_s"] = 10.0
     rig.options = AcceptorSettings(
         _env_file=None,
         switchboard_agents_poll_s=0.05,
-        switchboard_shed_after_s=1.5,
+        switchboard_shed_after_s=3.0,
         switchboard_concurrent_accepts=CONCURRENT_ACCEPTS,  # type: ignore[call-arg]
     )
     await rig.add_acceptor()
@@ -41,7 +43,7 @@ async def test_calls_beyond_the_acceptors_rate_are_refused_at_once_and_none_miss
     assert Counter(outcomes).keys() <= {"call.accepted", "call.rejected"}, Counter(outcomes)
     shed = [c for c, o in zip(calls, outcomes, strict=True) if o == "call.rejected"]
     assert shed, "nothing was shed: the acceptor was not behind"
-    assert outcomes.count("call.accepted") >= 1  # all it could take in time (16 if unstarved)
+    assert outcomes.count("call.accepted") >= 1  # all it could take in time (48 if unstarved)
     for call in shed:
         assert rig.decision(call) == {
             "reason": "overloaded",
