@@ -226,7 +226,8 @@ class SessionWorker:
                 await asyncio.sleep(SLOT_REPORT_RETRY_S)  # back-off, not synchronisation
                 continue
             await wait_a_while(self._slots_dirty, SLOT_REPORT_PERIOD_S)
-            await wait_a_while(self._drain_started, SLOT_REPORT_COALESCE_S)  # rate limit
+            if self._slots_dirty.is_set():  # a change, not the period: later ones join it
+                await wait_a_while(self._drain_started, SLOT_REPORT_COALESCE_S)  # rate limit
             await asyncio.sleep(SLOT_REPORT_MIN_GAP_S)  # rate limit, not synchronisation
 
     async def _publish_slots(self) -> bool:
