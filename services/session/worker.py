@@ -78,7 +78,6 @@ class SessionWorker:
         self.settings = settings
         self.capacity = capacity
         self.worker_id = worker_id
-        self.draining = False
         self._nc: Client | None = None
         self.watch = ConnectionWatch()
         self._ctx: WorkerContext | None = None
@@ -91,12 +90,16 @@ class SessionWorker:
         self._reporter: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # a call started or finished
         self._slots_dirty = asyncio.Event()
-        self._drain_started = asyncio.Event()  # reported without coalescing
+        self._draining = asyncio.Event()  # set once, by stop(); reported without coalescing
         self._handed_off: dict[str, float] = {}  # call id → when (monotonic), not yet taken
         self._kept: set[str] = set()  # calls taken back: not handed off again
         self._stopped = False
         metrics.SESSION_CAPACITY.set(capacity)
         self._update_gauges()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
 
     @property
     def active_calls(self) -> int:
@@ -227,7 +230,7 @@ class SessionWorker:
                 continue
             await wait_a_while(self._slots_dirty, SLOT_REPORT_PERIOD_S)
             if self._slots_dirty.is_set():  # a change, not the period: later ones join it
-                await wait_a_while(self._drain_started, SLOT_REPORT_COALESCE_S)  # rate limit
+                await wait_a_while(self._draining, SLOT_REPORT_COALESCE_S)  # rate limit
             await asyncio.sleep(SLOT_REPORT_MIN_GAP_S)  # rate limit, not synchronisation
 
     async def _publish_slots(self) -> bool:
@@ -277,9 +280,8 @@ class SessionWorker:
         if self._stopped:
             return
         self._stopped = True
-        self.draining = True
+        self._draining.set()
         metrics.DRAINING.set(1)
-        self._drain_started.set()
         self._calls_changed()
         if self._claimer is not None:
             # It stops by itself after its current fetch; a stuck one is cancelled.
