@@ -168,15 +168,8 @@ async def burst(fleet: Fleet, calls: int, capacity: int) -> dict[str, Any]:
 
 
 async def latency(code: Path, label: str, acceptors: int, rate: int, seconds: float) -> dict:
-    with tempfile.TemporaryDirectory(prefix="switchboard-bench-admission-") as tmp:
-        fleet = Fleet(Path(tmp), code)
-        try:
-            await fleet.start(acceptors=acceptors, workers=1, capacity=3000)
-            await warm_up(fleet.sim)
-            row = await run_rate(fleet.sim, rate, seconds, fleet.pids)
-        finally:
-            await fleet.stop()
-    return {"code": label, "acceptors": acceptors, **row}
+    (row,) = await paired([(label, code, acceptors)], rate, seconds)
+    return row
 
 
 async def paired(
@@ -185,9 +178,9 @@ async def paired(
     """Every code at once, each at `rate`, each with its own nats-server and processes: the
     machine's drift (±15 % minutes apart, more between runs) then falls on every code
     alike, and the ratio of their CPU per call holds where one code's figure alone does not.
-    The latency figures share this process's loop and two fleets' cores: read them from
-    the sequential runs."""
-    with tempfile.TemporaryDirectory(prefix="switchboard-bench-paired-") as tmp:
+    With several codes, the latency figures share this process's loop and the fleets share
+    the cores: read latency from runs of one code at a time (`latency`)."""
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-admission-") as tmp:
         fleets = [Fleet(Path(tmp) / f"fleet-{index}", code) for index, (_, code, _) in
                   enumerate(runs)]  # fmt: skip
         try:
