@@ -33,6 +33,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from io import BytesIO
 from pathlib import Path
@@ -173,16 +174,20 @@ async def latency(code: Path, label: str, acceptors: int, rate: int, seconds: fl
 
 
 async def paired(
-    runs: list[tuple[str, Path, int]], rate: int, seconds: float
+    runs: list[tuple[str, Path, int]],
+    rate: int,
+    seconds: float,
+    fleet: Callable[[Path, str, Path], Fleet] = lambda store, label, code: Fleet(store, code),
 ) -> list[dict[str, Any]]:
     """Every code at once, each at `rate`, each with its own nats-server and processes: the
     machine's drift (±15 % minutes apart, more between runs) then falls on every code
     alike, and the ratio of their CPU per call holds where one code's figure alone does not.
     With several codes, the latency figures share this process's loop and the fleets share
-    the cores: read latency from runs of one code at a time (`latency`)."""
+    the cores: read latency from runs of one code at a time (`latency`). `fleet` makes each
+    code's processes (`bench.floor` runs its own beside a code's)."""
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-admission-") as tmp:
-        fleets = [Fleet(Path(tmp) / f"fleet-{index}", code) for index, (_, code, _) in
-                  enumerate(runs)]  # fmt: skip
+        fleets = [fleet(Path(tmp) / f"fleet-{index}", label, code) for index, (label, code, _)
+                  in enumerate(runs)]  # fmt: skip
         try:
             for fleet, (_, _, acceptors) in zip(fleets, runs, strict=True):
                 await fleet.start(acceptors=acceptors, workers=1, capacity=3000)
@@ -199,12 +204,12 @@ async def paired(
     ]
 
 
-def _ratios(rows: list[dict[str, Any]], codes: int) -> list[dict[str, Any]]:
+def paired_ratios(rows: list[dict[str, Any]], codes: int) -> list[dict[str, Any]]:
     """Paired rounds: each code's CPU per call over the first code's, in the same round."""
     out = []
     first = rows[0]["code"]
     for start in range(0, len(rows), codes):
-        round_ = {row["code"]: _cpu_by_role(row)["total_ms"] for row in rows[start : start + codes]}
+        round_ = {row["code"]: cpu_by_role(row)["total_ms"] for row in rows[start : start + codes]}
         ordered = [first, *(code for code in round_ if code != first)]
         out.append({code: round(round_[code] / round_[first], 3) for code in ordered})
     return out
@@ -217,7 +222,7 @@ def _medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((row["code"], row["acceptors"]), []).append(row)
     medians = []
     for (code, acceptors), group in groups.items():
-        cpu = [_cpu_by_role(row) for row in group]
+        cpu = [cpu_by_role(row) for row in group]
         medians.append(
             {
                 "code": code,
@@ -236,7 +241,7 @@ def _medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return medians
 
 
-def _cpu_by_role(row: dict[str, Any]) -> dict[str, float]:
+def cpu_by_role(row: dict[str, Any]) -> dict[str, float]:
     """CPU ms per call by kind of process (acceptors summed), and their total."""
     roles: dict[str, float] = {}
     for key, value in row.items():
@@ -284,17 +289,17 @@ async def main_async(args: argparse.Namespace) -> None:
     keys = ("code", "acceptors", "rate", "calls", "accepted", "p50_ms", "p99_ms", "max_ms")
     print(table([{k: row[k] for k in keys} for row in rows]))
     print()
-    print(table([{"code": row["code"], "acceptors": row["acceptors"], **_cpu_by_role(row)}
+    print(table([{"code": row["code"], "acceptors": row["acceptors"], **cpu_by_role(row)}
                  for row in rows]))  # fmt: skip
     if args.repeat > 1:
         print()
         print(table(_medians(rows)))
     if args.paired:
-        ratios = _ratios(rows, len(runs))
+        by_round = paired_ratios(rows, len(runs))
         print()
-        print(table(ratios))
-        medians = {code: round(statistics.median(r[code] for r in ratios), 3) for code in ratios[0]}
-        print(f"CPU per call over {runs[0][0]}, median of {len(ratios)} paired rounds: {medians}")
+        print(table(by_round))
+        medians = {c: round(statistics.median(r[c] for r in by_round), 3) for c in by_round[0]}
+        print(f"CPU per call over {runs[0][0]}, median of {len(by_round)} paired rounds: {medians}")
     today = statistics.median(r["p99_ms"] for r in rows if r["code"] == runs[0][0])
     exact = statistics.median(
         r["p99_ms"] for r in rows if (r["code"], r["acceptors"]) == ("exact", runs[-1][2])
