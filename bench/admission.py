@@ -92,15 +92,7 @@ class Fleet:
         self.pids: dict[str, int] = {}
 
     async def start(self, acceptors: int, workers: int, capacity: int) -> None:
-        self.server.start()
-        await self.sim.start()
-        env = {
-            "NATS_URL": self.server.url,
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_WEBHOOK_SECRET": self.secret,
-            "OPENAI_BASE_URL": self.sim.base_url,
-            "LOG_LEVEL": "WARNING",
-        }
+        env = await self._start_server_and_simulator()
         run = switchboard()  # run in `self.code`: its packages come first on sys.path
         ports = [self.ingress_port]
         ingress = ["ingress", "--host", "127.0.0.1", "--port", str(self.ingress_port)]
@@ -121,6 +113,18 @@ class Fleet:
         self.pids["nats"] = self.server.process.pid
         for port in ports:
             await wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+
+    async def _start_server_and_simulator(self) -> dict[str, str]:
+        """nats-server and the simulated OpenAI up; the environment services reach them by."""
+        self.server.start()
+        await self.sim.start()
+        return {
+            "NATS_URL": self.server.url,
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_WEBHOOK_SECRET": self.secret,
+            "OPENAI_BASE_URL": self.sim.base_url,
+            "LOG_LEVEL": "WARNING",
+        }
 
     def _spawn(self, args: list[str], env: dict[str, str], name: str) -> None:
         proc = self.stack.enter_context(process(args, env, name, cwd=self.code))

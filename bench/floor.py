@@ -88,15 +88,7 @@ class FloorFleet(Fleet):
     push = False  # the acceptor's webhooks pushed to it, not pulled (no pull request each)
 
     async def start(self, acceptors: int, workers: int, capacity: int) -> None:
-        self.server.start()
-        await self.sim.start()
-        env = {
-            "NATS_URL": self.server.url,
-            "OPENAI_API_KEY": API_KEY,
-            "OPENAI_WEBHOOK_SECRET": self.secret,
-            "OPENAI_BASE_URL": self.sim.base_url,
-            "LOG_LEVEL": "WARNING",
-        }
+        env = await self._start_server_and_simulator()
         ready = self.server.store_dir.parent / f"{self.server.store_dir.name}-ready"
         ready.mkdir(parents=True, exist_ok=True)
         # The acceptor first: it declares the topology (and, pushed, swaps its consumer).
