@@ -23,8 +23,9 @@ shape those allow, and nothing else:
   `bench.accept`); `call.ended`, `call.report` and the booking's release in one wait; the
   ack with the lease's release.
 
-No logging, metrics or health endpoints, FastStream, pydantic models, retries, deadlines,
-duplicates' paths, agent choice, admission arithmetic, slot reports, tools or guards: each
+The processes take the services' GC settings (`settle_heap`), and nothing else of theirs:
+no logging, metrics or health endpoints, FastStream, pydantic models, retries, deadlines,
+duplicates' paths, agent choice, admission arithmetic, slot reports, tools or guards. Each
 of those costs more, none less. So if this floor alone costs half of `87c6c02`, no code of
 this design on this stack (Python, nats-py, uvicorn, the openai SDK, websockets) costs
 less; and what lies between the floor and the real code is all that any tuning can win.
@@ -66,6 +67,7 @@ from shared.agents import default_agent
 from shared.events import CALL_EVENTS_STREAM, journal_subject
 from shared.nats import connect
 from shared.openai_client import call_control_client
+from shared.service import settle_heap
 from shared.settings import load_settings
 from shared.streams import (
     ACCEPTOR_CONSUMER,
@@ -308,6 +310,7 @@ def main() -> None:
         roles = {"ingress": lambda: ingress(args.port, args.ready),
                  "acceptor": lambda: acceptor(args.ready, args.push),
                  "session": lambda: session(args.ready)}  # fmt: skip
+        settle_heap()  # the services' GC settings: the floor is not handicapped by defaults
         uvloop.run(roles[args.role]())
         return
     if args.quick:
