@@ -296,6 +296,9 @@ class SessionWorker:
         if self._slots is not None:
             with contextlib.suppress(Exception):
                 await self._slots.delete(self.worker_id)
+        if self._ctx is not None:
+            with contextlib.suppress(Exception):  # its pooled connections, not left to exit
+                await self._ctx.openai_client.close()
         if self._nc is not None:
             # Everything of ours was awaited; flush the last naks/acks and close (a drain
             # would wait on the pull subscription's lingering fetch request).

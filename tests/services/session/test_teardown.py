@@ -6,6 +6,9 @@ waited for it for ever. On Python 3.11 `asyncio.wait_for` (inside every nats-py 
 so inside each lease renewal) returns the reply instead of raising when the cancel comes
 in the same loop iteration as the reply; the heartbeat went on renewing the lease and the
 job's delivery, so nobody else took the call and `call.ended` was never published.
+
+And a worker's own resources end when it stops: its call-control client's connections are
+closed then, not left open until the process exits.
 """
 
 from __future__ import annotations
@@ -106,3 +109,13 @@ async def test_calls_hung_up_right_after_a_hand_off_all_end(quick_stack: Stack) 
         ended = stack.events.of_type(call_id, "call.ended")
         assert [e.data["reason"] for e in ended] == ["caller_hangup"]
     await until(lambda: staying.active_calls == 0, timeout=10)
+
+
+async def test_a_stopped_worker_has_closed_its_call_control_client(stack: Stack) -> None:
+    worker = stack.session_workers[0]
+    client = worker._ctx.openai_client if worker._ctx is not None else None
+    assert client is not None and not client.is_closed()
+
+    await worker.stop()
+
+    assert client.is_closed()
