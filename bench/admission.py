@@ -181,16 +181,16 @@ async def paired(
     runs: list[tuple[str, Path, int]],
     rate: int,
     seconds: float,
-    fleet: Callable[[Path, str, Path], Fleet] = lambda store, label, code: Fleet(store, code),
+    make_fleet: Callable[[Path, str, Path], Fleet] = lambda store, label, code: Fleet(store, code),
 ) -> list[dict[str, Any]]:
     """Every code at once, each at `rate`, each with its own nats-server and processes: the
     machine's drift (±15 % minutes apart, more between runs) then falls on every code
     alike, and the ratio of their CPU per call holds where one code's figure alone does not.
     With several codes, the latency figures share this process's loop and the fleets share
-    the cores: read latency from runs of one code at a time (`latency`). `fleet` makes each
+    the cores: read latency from runs of one code at a time (`latency`). `make_fleet` makes each
     code's processes (`bench.floor` runs its own beside a code's)."""
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-admission-") as tmp:
-        fleets = [fleet(Path(tmp) / f"fleet-{index}", label, code) for index, (label, code, _)
+        fleets = [make_fleet(Path(tmp) / f"fleet-{index}", label, code) for index, (label, code, _)
                   in enumerate(runs)]  # fmt: skip
         try:
             for fleet, (_, _, acceptors) in zip(fleets, runs, strict=True):

@@ -278,7 +278,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 runs[shift:] + runs[:shift],
                 args.rate,
                 args.seconds,
-                fleet=lambda store, label, code: FLEETS.get(label, Fleet)(store, code),
+                make_fleet=lambda store, label, code: FLEETS.get(label, Fleet)(store, code),
             )
     print(table([{"code": r["code"], "accepted": r["accepted"], "calls": r["calls"],
                   **cpu_by_role(r)} for r in rows]))  # fmt: skip
