@@ -16,8 +16,8 @@ shape those allow, and nothing else:
 - **acceptor**: the webhook pulled from its durable consumer (`floor, pushed`: pushed to
   it, which saves the pull request each); the call's claim (one accept per call, whatever
   the duplicates) and its booking (exact admission across replicas) written in one wait;
-  the accept sent with the SDK client (its body made once); `call.accepted` and the session
-  job stored in one wait; the ack.
+  the accept sent as the acceptor sends it (`RealtimeCalls`: the SDK client, the body made
+  once); `call.accepted` and the session job stored in one wait; the ack.
 - **session**: the job pulled (one at a time, as a worker claims only with a free slot);
   the call's lease written; the sideband opened (the caller hung up: a 404, as in
   `bench.accept`); `call.ended`, `call.report` and the booking's release in one wait; the
@@ -61,7 +61,7 @@ from websockets.asyncio.client import connect as open_websocket
 from bench.accept import API_KEY, ROOT, WEBHOOK_PATH, process, wait_http
 from bench.admission import Fleet, checkout, cpu_by_role, paired, paired_ratios
 from bench.machine import save, table
-from shared.accept_body import accept_body
+from services.acceptor.call_apis import RealtimeCalls
 from shared.admission import admissions_bucket
 from shared.agents import default_agent
 from shared.events import CALL_EVENTS_STREAM, journal_subject
@@ -132,7 +132,6 @@ def _event(call_id: str, type_: str, seq: int, data: dict[str, Any]) -> bytes:
 
 
 def _journal(js: Any, call_id: str, type_: str, seq: int, data: dict[str, Any]) -> Any:
-
     return js.publish(
         journal_subject(call_id),
         _event(call_id, type_, seq, data),
@@ -142,7 +141,6 @@ def _journal(js: Any, call_id: str, type_: str, seq: int, data: dict[str, Any]) 
 
 
 async def ingress(port: int, ready: Path) -> None:
-
     settings, js = await _connect()
     webhooks = AsyncOpenAI(api_key=API_KEY).webhooks
     secret = settings.openai_webhook_secret.get_secret_value()
@@ -173,9 +171,8 @@ async def acceptor(ready: Path, push: bool) -> None:
     settings, js = await _connect(declare=True)
     claims = await js.key_value(CALL_CLAIMS_BUCKET)
     books = await admissions_bucket(js)
-    client = call_control_client(settings)
-    body = accept_body(default_agent(settings))
-    options = {"headers": {"Accept": "*/*"}, "timeout": 2.0}
+    calls = RealtimeCalls(call_control_client(settings))  # the acceptor's: body made once
+    agent = default_agent(settings)
 
     async def decide(message: Any) -> None:
         call_id = json.loads(message.data)["data"]["call_id"]
@@ -183,8 +180,7 @@ async def acceptor(ready: Path, push: bool) -> None:
             claims.create(call_id, b'{"state":"accepting"}'),
             books.create(f"book.{call_id}", b"1"),
         )
-        path = f"/realtime/calls/{call_id}/accept"
-        await client.post(path, body=body, options=options, cast_to=type(None))  # type: ignore[arg-type]
+        await calls.accept(call_id, agent, timeout=2.0)
         job = json.dumps({"call_id": call_id, "booking": f"book.{call_id}"}).encode()
         await asyncio.gather(
             _journal(js, call_id, "call.accepted", 2, {"agent": "default"}),
